@@ -1,0 +1,5 @@
+//! wscast: a WebSocket server written from the protocol up.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod protocol;

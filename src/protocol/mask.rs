@@ -1,0 +1,104 @@
+//! Client-to-server masking, RFC 6455 §5.3.
+//!
+//! §5.3: "Octet i of the transformed data ("transformed-octet-i") is the XOR of octet i of
+//! the original data ("original-octet-i") with octet at index i modulo 4 of the masking
+//! key ("masking-key-octet-j")". Masking and unmasking are the same operation.
+//!
+//! A payload may arrive in several reads, so every function takes the `offset` of the
+//! first byte within the frame's payload: the key is rotated to match.
+
+/// XORs `data` in place with `masking_key`, where `data[0]` is payload byte `offset`.
+///
+/// Works a machine word at a time: the key is rotated to the offset and repeated to eight
+/// bytes, then whole 8-byte chunks are XORed as `u64` (safe code; the compiler vectorises
+/// it), and the tail byte by byte.
+pub fn apply_mask(data: &mut [u8], masking_key: [u8; 4], offset: usize) {
+    let key = rotated(masking_key, offset);
+    let wide = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let masked = u64::from_ne_bytes(word) ^ wide;
+        chunk.copy_from_slice(&masked.to_ne_bytes());
+    }
+    for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
+        *byte ^= key[i % 4];
+    }
+}
+
+/// Appends `src` to `dst`, unmasked with `masking_key`, where `src[0]` is payload byte
+/// `offset`: one pass that copies and unmasks together.
+pub fn unmask_into(dst: &mut Vec<u8>, src: &[u8], masking_key: [u8; 4], offset: usize) {
+    let start = dst.len();
+    dst.extend_from_slice(src);
+    apply_mask(&mut dst[start..], masking_key, offset);
+}
+
+/// The key as seen from payload byte `offset`: §5.3's "index i modulo 4".
+fn rotated(key: [u8; 4], offset: usize) -> [u8; 4] {
+    let r = offset % 4;
+    [key[r], key[(r + 1) % 4], key[(r + 2) % 4], key[(r + 3) % 4]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The obviously correct version of §5.3, byte by byte.
+    fn mask_reference(data: &mut [u8], key: [u8; 4], offset: usize) {
+        for (i, byte) in data.iter_mut().enumerate() {
+            *byte ^= key[(offset + i) % 4];
+        }
+    }
+
+    #[test]
+    fn section_5_7_masked_hello() {
+        // §5.7: 0x81 0x85 0x37 0xfa 0x21 0x3d 0x7f 0x9f 0x4d 0x51 0x58 contains "Hello".
+        let mut payload = [0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        apply_mask(&mut payload, [0x37, 0xfa, 0x21, 0x3d], 0);
+        assert_eq!(&payload, b"Hello");
+    }
+
+    #[test]
+    fn section_5_3_matches_reference_at_every_alignment_and_offset() {
+        let key = [0xde, 0xad, 0xbe, 0xef];
+        let original: Vec<u8> = (0..67u8).collect();
+        for start in 0..9 {
+            for len in 0..(original.len() - start) {
+                for offset in 0..5 {
+                    let mut fast = original[start..start + len].to_vec();
+                    let mut slow = fast.clone();
+                    apply_mask(&mut fast, key, offset);
+                    mask_reference(&mut slow, key, offset);
+                    assert_eq!(fast, slow, "start {start} len {len} offset {offset}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn section_5_3_masking_twice_is_identity() {
+        let mut data = b"masking is its own inverse".to_vec();
+        apply_mask(&mut data, [1, 2, 3, 4], 3);
+        assert_ne!(&data[..], b"masking is its own inverse");
+        apply_mask(&mut data, [1, 2, 3, 4], 3);
+        assert_eq!(&data[..], b"masking is its own inverse");
+    }
+
+    #[test]
+    fn section_5_3_split_unmasking_equals_whole() {
+        let key = [0x11, 0x22, 0x33, 0x44];
+        let mut whole = (0..100u8).collect::<Vec<_>>();
+        let masked = whole.clone();
+        apply_mask(&mut whole, key, 0);
+        for split in 0..masked.len() {
+            let mut out = Vec::new();
+            unmask_into(&mut out, &masked[..split], key, 0);
+            unmask_into(&mut out, &masked[split..], key, split);
+            assert_eq!(out, whole, "split at {split}");
+        }
+    }
+}
