@@ -273,3 +273,478 @@ pub fn encode_frame(opcode: OpCode, payload: &[u8], masking_key: Option<[u8; 4]>
     }
     frame
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::mask::{apply_mask, unmask_into};
+    use proptest::prelude::*;
+    use proptest::sample::{select, Index};
+
+    /// The masking key of every masked example in §5.7.
+    const KEY_5_7: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    /// §5.2: "the most significant bit MUST be 0", so this is the longest payload there is.
+    const MAX_PAYLOAD_LEN: u64 = (1 << 63) - 1;
+    const ALL_OPCODES: [OpCode; 6] = [
+        OpCode::Continuation,
+        OpCode::Text,
+        OpCode::Binary,
+        OpCode::Close,
+        OpCode::Ping,
+        OpCode::Pong,
+    ];
+
+    fn header(fin: bool, opcode: OpCode, masking_key: Option<[u8; 4]>, len: u64) -> FrameHeader {
+        FrameHeader {
+            fin,
+            opcode,
+            masking_key,
+            payload_len: len,
+        }
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    fn encode_header(header: &FrameHeader) -> Vec<u8> {
+        let mut out = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut out);
+        out[..n].to_vec()
+    }
+
+    /// Decodes `buf` and insists the header is complete.
+    fn complete(buf: &[u8], role: Role) -> (FrameHeader, usize) {
+        match FrameHeader::decode(buf, role) {
+            Ok(Decoded::Complete { value, consumed }) => (value, consumed),
+            other => panic!("{buf:02x?} as {role:?}: expected Complete, got {other:?}"),
+        }
+    }
+
+    /// The role that receives frames masked with `masking_key` (§5.1: clients mask, servers
+    /// do not).
+    fn receiver_for(masking_key: Option<[u8; 4]>) -> Role {
+        match masking_key {
+            Some(_) => Role::Server,
+            None => Role::Client,
+        }
+    }
+
+    /// One frame from §5.7, byte for byte, with what it means.
+    struct Example {
+        name: &'static str,
+        bytes: Vec<u8>,
+        /// Who receives it: unmasked examples are server-to-client, masked ones the reverse.
+        role: Role,
+        header: FrameHeader,
+        payload: Vec<u8>,
+    }
+
+    fn section_5_7_examples() -> Vec<Example> {
+        let hello = b"Hello".to_vec();
+        let masked_hello: &[u8] = &[0x7f, 0x9f, 0x4d, 0x51, 0x58];
+        let binary_256: Vec<u8> = (0..=255u8).collect();
+        let binary_64k: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+        vec![
+            Example {
+                name: "A single-frame unmasked text message",
+                bytes: vec![0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
+                role: Role::Client,
+                header: header(true, OpCode::Text, None, 5),
+                payload: hello.clone(),
+            },
+            Example {
+                name: "A single-frame masked text message",
+                bytes: cat(&[&[0x81, 0x85], &KEY_5_7, masked_hello]),
+                role: Role::Server,
+                header: header(true, OpCode::Text, Some(KEY_5_7), 5),
+                payload: hello.clone(),
+            },
+            Example {
+                name: "A fragmented unmasked text message, first fragment",
+                bytes: vec![0x01, 0x03, 0x48, 0x65, 0x6c],
+                role: Role::Client,
+                header: header(false, OpCode::Text, None, 3),
+                payload: b"Hel".to_vec(),
+            },
+            Example {
+                name: "A fragmented unmasked text message, last fragment",
+                bytes: vec![0x80, 0x02, 0x6c, 0x6f],
+                role: Role::Client,
+                header: header(true, OpCode::Continuation, None, 2),
+                payload: b"lo".to_vec(),
+            },
+            Example {
+                name: "Unmasked Ping request",
+                bytes: vec![0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
+                role: Role::Client,
+                header: header(true, OpCode::Ping, None, 5),
+                payload: hello.clone(),
+            },
+            Example {
+                name: "Masked Pong response",
+                bytes: cat(&[&[0x8a, 0x85], &KEY_5_7, masked_hello]),
+                role: Role::Server,
+                header: header(true, OpCode::Pong, Some(KEY_5_7), 5),
+                payload: hello,
+            },
+            Example {
+                name: "256 bytes binary message in a single unmasked frame",
+                bytes: cat(&[&[0x82, 0x7E, 0x01, 0x00], &binary_256]),
+                role: Role::Client,
+                header: header(true, OpCode::Binary, None, 256),
+                payload: binary_256,
+            },
+            Example {
+                name: "64KiB binary message in a single unmasked frame",
+                bytes: cat(&[
+                    &[0x82, 0x7F, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00],
+                    &binary_64k,
+                ]),
+                role: Role::Client,
+                header: header(true, OpCode::Binary, None, 65536),
+                payload: binary_64k,
+            },
+        ]
+    }
+
+    #[test]
+    fn section_5_7_examples_decode_and_reencode_byte_for_byte() {
+        for ex in section_5_7_examples() {
+            // Decode: the header, then the payload that follows it.
+            let (decoded, consumed) = complete(&ex.bytes, ex.role);
+            assert_eq!(decoded, ex.header, "{}", ex.name);
+            assert_eq!(consumed, ex.header.encoded_len(), "{}", ex.name);
+            assert_eq!(decoded.payload_len, ex.payload.len() as u64, "{}", ex.name);
+            let mut payload = ex.bytes[consumed..].to_vec();
+            if let Some(key) = decoded.masking_key {
+                apply_mask(&mut payload, key, 0);
+            }
+            assert!(payload == ex.payload, "{}: payload differs", ex.name);
+
+            // Encode: the header alone, then the whole frame.
+            assert_eq!(
+                encode_header(&ex.header),
+                ex.bytes[..consumed],
+                "{}: header",
+                ex.name
+            );
+            if ex.header.fin {
+                let frame = encode_frame(ex.header.opcode, &ex.payload, ex.header.masking_key);
+                assert!(frame == ex.bytes, "{}: encode_frame differs", ex.name);
+            }
+        }
+    }
+
+    #[test]
+    fn section_5_7_fragmented_hello_decodes_from_one_stream() {
+        // §5.7: "0x01 0x03 0x48 0x65 0x6c (contains "Hel")" then
+        // "0x80 0x02 0x6c 0x6f (contains "lo")", back to back as they arrive.
+        let stream = [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
+        let mut at = 0;
+        let mut message = Vec::new();
+        let mut headers = Vec::new();
+        while at < stream.len() {
+            let (h, consumed) = complete(&stream[at..], Role::Client);
+            let start = at + consumed;
+            let end = start + h.payload_len as usize;
+            message.extend_from_slice(&stream[start..end]);
+            headers.push((h.fin, h.opcode));
+            at = end;
+        }
+        assert_eq!(
+            headers,
+            [(false, OpCode::Text), (true, OpCode::Continuation)]
+        );
+        assert_eq!(message, b"Hello");
+    }
+
+    #[test]
+    fn section_5_2_opcode_table() {
+        // §5.2 / §11.8: the six defined opcodes; the high bit marks control frames (§5.5).
+        let table = [
+            (0x0, OpCode::Continuation, false),
+            (0x1, OpCode::Text, false),
+            (0x2, OpCode::Binary, false),
+            (0x8, OpCode::Close, true),
+            (0x9, OpCode::Ping, true),
+            (0xA, OpCode::Pong, true),
+        ];
+        for (bits, opcode, control) in table {
+            assert_eq!(OpCode::from_bits(bits), Ok(opcode));
+            assert_eq!(opcode.bits(), bits);
+            assert_eq!(opcode.is_control(), control, "{opcode:?}");
+        }
+        for bits in (0x3..=0x7).chain(0xB..=0xF) {
+            assert_eq!(
+                OpCode::from_bits(bits),
+                Err(ProtocolError::ReservedOpcode(bits))
+            );
+        }
+    }
+
+    /// `head` followed by the §5.7 masking key: a header as a client sends it.
+    fn keyed(head: &[u8]) -> Vec<u8> {
+        cat(&[head, &KEY_5_7])
+    }
+
+    /// Headers that break exactly one rule and are otherwise well-formed for the role.
+    fn header_violations() -> Vec<(String, Vec<u8>, Role, ProtocolError)> {
+        use ProtocolError::*;
+        use Role::{Client, Server};
+        #[rustfmt::skip]
+        let table: Vec<(&str, Vec<u8>, Role, ProtocolError)> = vec![
+            // §5.2: RSV1-3 "MUST be 0 unless an extension is negotiated".
+            ("§5.2 RSV1",                      keyed(&[0xC1, 0x85]),               Server, ReservedBitsSet),
+            ("§5.2 RSV2",                      keyed(&[0xA1, 0x85]),               Server, ReservedBitsSet),
+            ("§5.2 RSV3",                      keyed(&[0x91, 0x85]),               Server, ReservedBitsSet),
+            ("§5.2 RSV1 to a client",          vec![0xC1, 0x05],                   Client, ReservedBitsSet),
+            ("§5.2 RSV1-3 to a client",        vec![0xF1, 0x05],                   Client, ReservedBitsSet),
+            // §5.5: "Control frames themselves MUST NOT be fragmented."
+            ("§5.5 close, FIN=0",              keyed(&[0x08, 0x80]),               Server, FragmentedControlFrame),
+            ("§5.5 ping, FIN=0",               keyed(&[0x09, 0x80]),               Server, FragmentedControlFrame),
+            ("§5.5 pong, FIN=0",               keyed(&[0x0A, 0x80]),               Server, FragmentedControlFrame),
+            ("§5.5 ping, FIN=0, to a client",  vec![0x09, 0x00],                   Client, FragmentedControlFrame),
+            // §5.5: "All control frames MUST have a payload length of 125 bytes or less".
+            ("§5.5 ping, len7 126",            keyed(&[0x89, 0xFE, 0x00, 0x7E]),   Server, ControlFrameTooLong),
+            ("§5.5 close, len7 126",           vec![0x88, 0x7E, 0x00, 0x7E],       Client, ControlFrameTooLong),
+            ("§5.5 pong, len7 127",            keyed(&[0x8A, 0xFF, 0, 0, 0, 0, 0, 1, 0, 0]), Server, ControlFrameTooLong),
+            // §5.1: "The server MUST close the connection upon receiving a frame that is not
+            // masked."
+            ("§5.1 unmasked text to a server", vec![0x81, 0x05],                   Server, UnmaskedClientFrame),
+            ("§5.1 unmasked close to a server", vec![0x88, 0x00],                  Server, UnmaskedClientFrame),
+            // §5.1: "A client MUST close a connection if it detects a masked frame."
+            ("§5.1 masked text to a client",   keyed(&[0x81, 0x85]),               Client, MaskedServerFrame),
+            ("§5.1 masked ping to a client",   keyed(&[0x89, 0x80]),               Client, MaskedServerFrame),
+            // §5.2: "the minimal number of bytes MUST be used to encode the length".
+            ("§5.2 16-bit length 125",         vec![0x82, 0x7E, 0x00, 0x7D],       Client, NonMinimalLength),
+            ("§5.2 16-bit length 0",           vec![0x82, 0x7E, 0x00, 0x00],       Client, NonMinimalLength),
+            ("§5.2 16-bit length 125, masked", keyed(&[0x82, 0xFE, 0x00, 0x7D]),   Server, NonMinimalLength),
+            ("§5.2 64-bit length 65535",       vec![0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF], Client, NonMinimalLength),
+            ("§5.2 64-bit length 125",         vec![0x82, 0x7F, 0, 0, 0, 0, 0, 0, 0x00, 0x7D], Client, NonMinimalLength),
+            ("§5.2 64-bit length 65535, masked", keyed(&[0x82, 0xFF, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF]), Server, NonMinimalLength),
+            // §5.2: for the 64-bit length "the most significant bit MUST be 0".
+            ("§5.2 64-bit length 2^63",        vec![0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0], Client, PayloadLengthMsbSet),
+            ("§5.2 64-bit length 2^64-1",      vec![0x82, 0x7F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], Client, PayloadLengthMsbSet),
+            ("§5.2 64-bit length 2^63, masked", keyed(&[0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0]), Server, PayloadLengthMsbSet),
+        ];
+        let mut rows: Vec<_> = table
+            .into_iter()
+            .map(|(name, bytes, role, error)| (name.to_string(), bytes, role, error))
+            .collect();
+        // §5.2: "%x3-7 are reserved for further non-control frames" and "%xB-F are reserved
+        // for further control frames"; "If an unknown opcode is received, the receiving
+        // endpoint MUST _Fail the WebSocket Connection_."
+        for op in (0x3..=0x7).chain(0xB..=0xF) {
+            let name = format!("§5.2 reserved opcode {op:#x}");
+            rows.push((
+                name.clone(),
+                keyed(&[FIN | op, 0x80]),
+                Server,
+                ReservedOpcode(op),
+            ));
+            rows.push((
+                name + " to a client",
+                vec![FIN | op, 0x00],
+                Client,
+                ReservedOpcode(op),
+            ));
+        }
+        rows
+    }
+
+    #[test]
+    fn sections_5_1_5_2_5_5_header_violations_are_errors() {
+        for (name, bytes, role, expected) in header_violations() {
+            assert_eq!(
+                FrameHeader::decode(&bytes, role),
+                Err(expected),
+                "{name}: {bytes:02x?} as {role:?}"
+            );
+            // Bytes after the header (payload, the next frame) change nothing.
+            let longer = cat(&[&bytes, &[0u8; 16]]);
+            assert_eq!(
+                FrameHeader::decode(&longer, role),
+                Err(expected),
+                "{name} with trailing bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn section_5_2_every_strict_prefix_of_a_header_is_partial() {
+        let mut headers = Vec::new();
+        for key in [None, Some(KEY_5_7)] {
+            for len in [0, 1, 125, 126, 256, 65535, 65536, 1 << 32, MAX_PAYLOAD_LEN] {
+                headers.push(header(true, OpCode::Binary, key, len));
+                headers.push(header(false, OpCode::Text, key, len));
+            }
+            for len in [0, 5, 125] {
+                headers.push(header(true, OpCode::Close, key, len));
+                headers.push(header(true, OpCode::Ping, key, len));
+            }
+        }
+        for h in headers {
+            let bytes = encode_header(&h);
+            let role = receiver_for(h.masking_key);
+            for cut in 0..bytes.len() {
+                // §5.2's header is incomplete until its last byte: "need more" is not an error.
+                assert_eq!(
+                    FrameHeader::decode(&bytes[..cut], role),
+                    Ok(Decoded::Partial),
+                    "{h:?} cut at {cut}"
+                );
+            }
+            assert_eq!(
+                FrameHeader::decode(&bytes, role),
+                Ok(Decoded::Complete {
+                    value: h,
+                    consumed: h.encoded_len()
+                }),
+                "{h:?}"
+            );
+        }
+    }
+
+    /// §5.2 payload lengths for data frames: each encoding's range, weighted to its edges.
+    fn data_payload_len() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            select(vec![0, 125, 126, 65535, 65536, MAX_PAYLOAD_LEN]),
+            0..=125u64,
+            126..=65535u64,
+            65536..=MAX_PAYLOAD_LEN,
+        ]
+    }
+
+    /// Any valid header, with the role that receives it.
+    fn arb_header() -> impl Strategy<Value = (FrameHeader, Role)> {
+        (
+            select(ALL_OPCODES.to_vec()),
+            any::<bool>(),
+            any::<Option<[u8; 4]>>(),
+            data_payload_len(),
+            prop_oneof![Just(125u64), 0..=125u64],
+        )
+            .prop_map(|(opcode, fin, masking_key, data_len, control_len)| {
+                let control = opcode.is_control();
+                let h = FrameHeader {
+                    // §5.5: control frames "MUST NOT be fragmented" and carry ≤ 125 bytes.
+                    fin: fin || control,
+                    opcode,
+                    masking_key,
+                    payload_len: if control { control_len } else { data_len },
+                };
+                (h, receiver_for(masking_key))
+            })
+    }
+
+    /// A payload for `opcode`: ≤ 125 bytes for control frames (§5.5), else up to 70000,
+    /// with the 7/16/64-bit length boundaries well represented.
+    fn arb_frame() -> impl Strategy<Value = (OpCode, Vec<u8>)> {
+        select(ALL_OPCODES.to_vec()).prop_flat_map(|opcode| {
+            let payload = if opcode.is_control() {
+                prop::collection::vec(any::<u8>(), 0..=125).boxed()
+            } else {
+                prop_oneof![
+                    prop::collection::vec(any::<u8>(), 0..=130),
+                    prop::collection::vec(any::<u8>(), 65530..=65542),
+                    prop::collection::vec(any::<u8>(), 0..70000),
+                ]
+                .boxed()
+            };
+            (Just(opcode), payload)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn section_5_2_header_round_trips(
+            (h, role) in arb_header(),
+            trailing in prop::collection::vec(any::<u8>(), 1..20),
+        ) {
+            let bytes = encode_header(&h);
+            prop_assert_eq!(bytes.len(), h.encoded_len());
+            prop_assert_eq!(
+                FrameHeader::decode(&bytes, role),
+                Ok(Decoded::Complete { value: h, consumed: h.encoded_len() })
+            );
+            // The payload or the next frame may follow; the header still ends where it ends.
+            let longer = cat(&[&bytes, &trailing]);
+            prop_assert_eq!(
+                FrameHeader::decode(&longer, role),
+                Ok(Decoded::Complete { value: h, consumed: h.encoded_len() })
+            );
+        }
+
+        #[test]
+        fn section_5_2_decode_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..32)) {
+            for role in [Role::Server, Role::Client] {
+                match FrameHeader::decode(&bytes, role) {
+                    Ok(Decoded::Partial) => prop_assert!(bytes.len() < MAX_HEADER_LEN),
+                    // Only the minimal encoding is accepted (§5.2), so what decodes is exactly
+                    // what encoding the result writes back.
+                    Ok(Decoded::Complete { value, consumed }) => {
+                        prop_assert_eq!(consumed, value.encoded_len());
+                        prop_assert_eq!(encode_header(&value), &bytes[..consumed]);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+
+        #[test]
+        fn section_5_2_verdict_does_not_depend_on_how_bytes_arrive(
+            bytes in prop::collection::vec(any::<u8>(), 0..20),
+        ) {
+            // Once a prefix yields a header or an error, more bytes cannot change it.
+            for role in [Role::Server, Role::Client] {
+                let whole = FrameHeader::decode(&bytes, role);
+                for cut in 0..=bytes.len() {
+                    let early = FrameHeader::decode(&bytes[..cut], role);
+                    if early != Ok(Decoded::Partial) {
+                        prop_assert_eq!(early, whole, "cut at {} as {:?}", cut, role);
+                    }
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn section_5_3_encode_frame_then_decode_and_unmask_gives_the_payload(
+            (opcode, payload) in arb_frame(),
+            masking_key in any::<[u8; 4]>(),
+            split in any::<Index>(),
+        ) {
+            let frame = encode_frame(opcode, &payload, Some(masking_key));
+            let (h, consumed) = match FrameHeader::decode(&frame, Role::Server) {
+                Ok(Decoded::Complete { value, consumed }) => (value, consumed),
+                other => return Err(TestCaseError::fail(format!("{other:?}"))),
+            };
+            prop_assert_eq!(h, header(true, opcode, Some(masking_key), payload.len() as u64));
+            prop_assert_eq!(frame.len(), consumed + payload.len());
+            // Unmask the payload as two reads split anywhere (§5.3 "index i modulo 4").
+            let masked = &frame[consumed..];
+            let at = split.index(masked.len() + 1);
+            let mut unmasked = Vec::with_capacity(masked.len());
+            unmask_into(&mut unmasked, &masked[..at], masking_key, 0);
+            unmask_into(&mut unmasked, &masked[at..], masking_key, at);
+            prop_assert!(unmasked == payload, "payload differs after unmasking");
+        }
+
+        #[test]
+        fn section_5_2_encode_frame_unmasked_then_decode_gives_the_payload(
+            (opcode, payload) in arb_frame(),
+        ) {
+            let frame = encode_frame(opcode, &payload, None);
+            let (h, consumed) = match FrameHeader::decode(&frame, Role::Client) {
+                Ok(Decoded::Complete { value, consumed }) => (value, consumed),
+                other => return Err(TestCaseError::fail(format!("{other:?}"))),
+            };
+            prop_assert_eq!(h, header(true, opcode, None, payload.len() as u64));
+            prop_assert!(frame[consumed..] == payload[..], "payload differs");
+        }
+    }
+}
