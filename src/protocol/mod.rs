@@ -17,6 +17,7 @@
 pub mod close;
 pub mod error;
 pub mod frame;
+pub mod handshake;
 pub mod mask;
 
 pub use close::{CloseCode, CloseFrame};
