@@ -15,14 +15,18 @@
 //! | §7.1.7 failing the connection | [`error`] |
 
 pub mod close;
+pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod mask;
+pub mod message;
 
 pub use close::{CloseCode, CloseFrame};
+pub use connection::{Connection, Event, State};
 pub use error::ProtocolError;
 pub use frame::{FrameHeader, OpCode};
+pub use message::{Message, MessageKind};
 
 /// Which end of the connection this endpoint is; it decides the masking rules of §5.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,155 @@
+//! The `wscast` binary: command line and logging set-up, nothing else.
+
+use std::io::IsTerminal;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use log::{error, LevelFilter};
+use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
+
+use wscast::server::{self, Config, Mode};
+
+/// Every line on stdin goes to every WebSocket client; every client message is printed.
+#[derive(Debug, Parser)]
+#[command(name = "wscast", version, about, long_about = None)]
+struct Args {
+    /// Address to bind (port 0 = any free port)
+    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// A WebSocket endpoint; repeat for several [default: /ws]
+    #[arg(long = "path", value_name = "PATH")]
+    paths: Vec<String>,
+    /// What to do with client messages
+    #[arg(long, value_enum, default_value_t = ModeArg::Broadcast)]
+    mode: ModeArg,
+    /// Keepalive ping period in seconds, 0 = off
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    ping_interval: u64,
+    /// Drop a peer silent this long after a ping [default: 2 × ping interval]
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<u64>,
+    /// Largest reassembled message; larger ones are refused with close 1009
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    max_message: usize,
+    /// Further upgrades get 503
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Unsent bytes a slow client may hold before it is dropped
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    max_backlog: usize,
+    /// Browsers must send one of these Origins (repeatable; default: any)
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    allow_origins: Vec<String>,
+    /// Every stdin line is a message, even one starting with '/'
+    #[arg(long)]
+    no_commands: bool,
+    /// Shut down when stdin ends (default: keep serving)
+    #[arg(long)]
+    exit_on_eof: bool,
+    /// Log level on stderr
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    log_level: LogLevel,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Broadcast,
+    Echo,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_level);
+    let config = match config_from(args) {
+        Ok(config) => config,
+        Err(message) => {
+            error!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_from(args: Args) -> Result<Config, String> {
+    let listen: SocketAddr = args
+        .listen
+        .to_socket_addrs()
+        .map_err(|e| format!("--listen {}: {e}", args.listen))?
+        .next()
+        .ok_or_else(|| format!("--listen {}: no address", args.listen))?;
+    let mut paths = args.paths;
+    if paths.is_empty() {
+        paths.push("/ws".to_owned());
+    }
+    for path in &paths {
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            return Err(format!(
+                "--path {path:?}: a path starts with '/' and has no '?', '#' or space"
+            ));
+        }
+        if path == "/broadcast" {
+            return Err("--path /broadcast: that path is the HTTP broadcast endpoint".to_owned());
+        }
+    }
+    let ping_interval = (args.ping_interval > 0).then(|| Duration::from_secs(args.ping_interval));
+    let idle_timeout = Duration::from_secs(
+        args.idle_timeout
+            .unwrap_or(args.ping_interval.saturating_mul(2)),
+    );
+    Ok(Config {
+        listen,
+        paths,
+        mode: match args.mode {
+            ModeArg::Broadcast => Mode::Broadcast,
+            ModeArg::Echo => Mode::Echo,
+        },
+        ping_interval,
+        idle_timeout,
+        max_message: args.max_message,
+        max_connections: args.max_connections,
+        max_backlog: args.max_backlog,
+        allow_origins: args.allow_origins,
+        commands: !args.no_commands,
+        exit_on_eof: args.exit_on_eof,
+    })
+}
+
+fn init_logging(level: LogLevel) {
+    let filter = match level {
+        LogLevel::Error => LevelFilter::Error,
+        LogLevel::Warn => LevelFilter::Warn,
+        LogLevel::Info => LevelFilter::Info,
+        LogLevel::Debug => LevelFilter::Debug,
+        LogLevel::Trace => LevelFilter::Trace,
+    };
+    let config = ConfigBuilder::new()
+        .set_target_level(LevelFilter::Off)
+        .set_thread_level(LevelFilter::Off)
+        .set_location_level(LevelFilter::Off)
+        .set_time_format_rfc3339()
+        .build();
+    // Every log line goes to stderr: stdout carries client messages only.
+    let color = if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
+    let _ = TermLogger::init(filter, config, TerminalMode::Stderr, color);
+}

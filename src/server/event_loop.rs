@@ -1,0 +1,847 @@
+//! The event loop: one `mio::Poll`, one thread, every source.
+
+use std::io::{self, BufWriter, Read, Stdout, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, trace, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use super::console::{self, Command, HELP};
+use super::http::{self, Route, RouteContext};
+use super::outbound::{Chunk, Flush, OutQueue};
+use super::stdin::{Input, LineSplitter, Stdin};
+use super::Config;
+use crate::app::Reaction;
+use crate::protocol::frame::{FrameHeader, MAX_HEADER_LEN};
+use crate::protocol::{CloseCode, Connection, Event, Message, MessageKind, OpCode, State};
+
+/// The listening socket.
+const LISTENER: Token = Token(0);
+/// Standard input: fd 0 itself, or the waker of the thread that reads it.
+const STDIN: Token = Token(1);
+/// SIGINT and SIGTERM.
+const SIGNALS: Token = Token(2);
+/// Connection tokens are their slab key plus this.
+const FIRST_PEER: usize = 3;
+
+/// Size of the one read buffer all connections share.
+const READ_BUF: usize = 64 * 1024;
+/// SPEC: "A peer that does not finish its request head within 10 s is dropped."
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a closing connection may take to send its Close or its FIN.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `/exit` waits for every client's Close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How often timers (head timeout, pings, idle peers, closing deadlines) are checked.
+const TICK: Duration = Duration::from_millis(500);
+
+/// One TCP connection and its protocol state.
+struct Peer {
+    socket: TcpStream,
+    addr: SocketAddr,
+    /// The id shown on the console; 0 until the WebSocket upgrade.
+    id: u64,
+    /// Index of the WebSocket path it connected to.
+    path: u16,
+    proto: Connection,
+    out: OutQueue,
+    /// When the TCP connection was accepted.
+    since: Instant,
+    /// When the peer last sent anything.
+    heard: Instant,
+    /// A keepalive ping is outstanding.
+    pinged: bool,
+    /// `WRITABLE` interest is registered.
+    writable: bool,
+    /// Listed in `Server::dirty` for a flush at the end of this loop turn.
+    dirty: bool,
+    /// Our FIN has been sent (`shutdown(Write)`); only the peer's FIN is awaited.
+    fin_sent: bool,
+    /// Its close was already logged.
+    announced: bool,
+    /// Drop the connection at this time if it is still around (closing handshakes).
+    deadline: Option<Instant>,
+}
+
+/// The wscast server: call [`Server::bind`], then [`Server::run`].
+pub struct Server {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    local: SocketAddr,
+    config: Config,
+    peers: Slab<Peer>,
+    /// Upgraded connections in the table.
+    open: usize,
+    next_id: u64,
+    stdin: Option<Stdin>,
+    /// stdin has signalled readiness that has not been drained yet.
+    stdin_ready: bool,
+    lines: LineSplitter,
+    signals: Signals,
+    read_buf: Vec<u8>,
+    events: Vec<Event>,
+    dirty: Vec<usize>,
+    stdout: BufWriter<Stdout>,
+    stdout_ok: bool,
+    /// Set by `/exit`, a signal or EOF: the time to give up waiting for Close frames.
+    shutdown: Option<Instant>,
+    /// A second signal during shutdown: leave at once.
+    hurry: bool,
+    next_tick: Instant,
+}
+
+impl Server {
+    /// Binds the listening socket and registers the listener, stdin and signals.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listener = TcpListener::bind(config.listen)?;
+        let local = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let stdin = Stdin::open(poll.registry(), STDIN)?;
+        let max_line = config.max_message;
+        Ok(Server {
+            poll,
+            listener: Some(listener),
+            local,
+            config,
+            peers: Slab::new(),
+            open: 0,
+            next_id: 1,
+            stdin: Some(stdin),
+            stdin_ready: true,
+            lines: LineSplitter::new(max_line),
+            signals,
+            read_buf: vec![0; READ_BUF],
+            events: Vec::new(),
+            dirty: Vec::new(),
+            stdout: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            stdout_ok: true,
+            shutdown: None,
+            hurry: false,
+            next_tick: Instant::now() + TICK,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Serves until shutdown; returns once every client is closed (or the grace period
+    /// has passed).
+    pub fn run(mut self) -> io::Result<()> {
+        for path in &self.config.paths {
+            info!("listening on ws://{}{}", self.local, path);
+        }
+        info!("browser client at http://{}/", self.local);
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = if self.peers.is_empty() && self.shutdown.is_none() {
+                None
+            } else {
+                Some(self.next_tick.saturating_duration_since(now))
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for event in events.iter() {
+                match event.token() {
+                    // New connections are waiting.
+                    LISTENER => self.accept(),
+                    // Standard input has data (or its reader thread woke us).
+                    STDIN => {
+                        self.stdin_ready = true;
+                        self.read_stdin();
+                    }
+                    // SIGINT or SIGTERM.
+                    SIGNALS => self.on_signals(),
+                    // A connection is readable and/or writable.
+                    Token(t) if t >= FIRST_PEER => {
+                        let key = t - FIRST_PEER;
+                        if !self.peers.contains(key) {
+                            continue; // closed earlier in this turn
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read_peer(key);
+                        }
+                        if event.is_writable() {
+                            self.mark_dirty(key);
+                        }
+                    }
+                    // Not ours: tolerate spurious tokens.
+                    Token(_) => {}
+                }
+            }
+            let now = Instant::now();
+            if now >= self.next_tick {
+                self.tick(now);
+                self.next_tick = now + TICK;
+            }
+            self.flush_dirty();
+            if self.stdin_ready && !self.stdin_blocked() {
+                self.read_stdin();
+                self.flush_dirty();
+            }
+            self.flush_stdout();
+            if let Some(deadline) = self.shutdown {
+                if self.peers.is_empty() || self.hurry || Instant::now() >= deadline {
+                    if !self.peers.is_empty() {
+                        info!("{} connection(s) did not close in time", self.peers.len());
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Accepts every pending connection.
+    fn accept(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((mut socket, addr)) => {
+                    // Small frames must not wait for Nagle's algorithm.
+                    let _ = socket.set_nodelay(true);
+                    let entry = self.peers.vacant_entry();
+                    let token = Token(entry.key() + FIRST_PEER);
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut socket, token, Interest::READABLE)
+                    {
+                        warn!("{addr}: cannot register the connection: {e}");
+                        continue;
+                    }
+                    debug!("{addr}: TCP connection accepted");
+                    let now = Instant::now();
+                    entry.insert(Peer {
+                        socket,
+                        addr,
+                        id: 0,
+                        path: 0,
+                        proto: Connection::server(self.config.max_message),
+                        out: OutQueue::default(),
+                        since: now,
+                        heard: now,
+                        pinged: false,
+                        writable: false,
+                        dirty: false,
+                        fin_sent: false,
+                        announced: false,
+                        deadline: None,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
+                    ) => {}
+                Err(e) => {
+                    // EMFILE and friends: try again on the next readiness event.
+                    error!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reads a connection until `WouldBlock`, handing every byte to its protocol state.
+    fn read_peer(&mut self, key: usize) {
+        loop {
+            let Some(peer) = self.peers.get_mut(key) else {
+                return;
+            };
+            match peer.socket.read(&mut self.read_buf) {
+                Ok(0) => return self.on_eof(key),
+                Ok(n) => {
+                    peer.heard = Instant::now();
+                    peer.pinged = false;
+                    trace!("{}: {n} bytes in", peer.addr);
+                    peer.proto.receive(&self.read_buf[..n], &mut self.events);
+                    self.handle_events(key);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return self.drop_peer(key, &format!("read failed: {e}")),
+            }
+        }
+    }
+
+    /// The peer closed its side of TCP.
+    fn on_eof(&mut self, key: usize) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        // Whatever we still owe it (a Close reply, an HTTP answer) goes out first.
+        let _ = peer.out.flush_to(&mut peer.socket);
+        let why = match peer.proto.state() {
+            State::Connecting => "closed before finishing its request",
+            State::Open | State::CloseSent => {
+                "connection lost without a Close frame (1006, abnormal closure)"
+            }
+            _ => "closed",
+        };
+        self.drop_peer(key, why);
+    }
+
+    /// Acts on the events the last `receive` (or `accept`) produced.
+    fn handle_events(&mut self, key: usize) {
+        let mut batch = std::mem::take(&mut self.events);
+        let mut follow = Vec::new();
+        loop {
+            for event in batch.drain(..) {
+                self.handle_event(key, event, &mut follow);
+            }
+            if follow.is_empty() {
+                break;
+            }
+            std::mem::swap(&mut batch, &mut follow);
+        }
+        self.events = batch;
+        self.mark_dirty(key);
+    }
+
+    fn handle_event(&mut self, key: usize, event: Event, follow: &mut Vec<Event>) {
+        let open = self.open;
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        match event {
+            Event::Request(request, body) => {
+                let cx = RouteContext {
+                    paths: &self.config.paths,
+                    allow_origins: &self.config.allow_origins,
+                    open,
+                    max_connections: self.config.max_connections,
+                };
+                match http::route(&request, body, cx) {
+                    Route::Upgrade { path, upgrade } => {
+                        peer.id = self.next_id;
+                        self.next_id += 1;
+                        peer.path = path as u16;
+                        self.open += 1;
+                        info!(
+                            "#{} connected from {} to {}",
+                            peer.id, peer.addr, self.config.paths[path]
+                        );
+                        peer.proto.accept(&upgrade, follow);
+                    }
+                    Route::Broadcast(body) => {
+                        let addr = peer.addr;
+                        let n = self.broadcast(body_frame(&body));
+                        info!(
+                            "{addr}: POST /broadcast sent {} bytes to {n} client(s)",
+                            body.len()
+                        );
+                        if let Some(peer) = self.peers.get_mut(key) {
+                            peer.proto.respond(http::broadcast_done(n), follow);
+                        }
+                    }
+                    Route::Respond(response) => {
+                        debug!(
+                            "{}: {} {} -> {}",
+                            peer.addr,
+                            request.method,
+                            request.path,
+                            String::from_utf8_lossy(
+                                response.split(|&b| b == b'\r').next().unwrap_or(&[])
+                            )
+                        );
+                        peer.proto.respond(response, follow);
+                    }
+                }
+            }
+            Event::BadRequest(status) => {
+                debug!("{}: unusable request, answering {status}", peer.addr);
+                peer.out.push(Chunk::Owned(http::bad_request(status)));
+            }
+            Event::Message(message) => {
+                let id = peer.id;
+                let echo = self.config.mode.react(&message) == Reaction::PrintAndEcho
+                    && peer.proto.can_send();
+                self.print(id, &message);
+                if echo {
+                    if let Some(peer) = self.peers.get_mut(key) {
+                        queue_message(&mut peer.out, message);
+                    }
+                }
+            }
+            Event::Pong(_) => trace!("#{}: pong", peer.id),
+            Event::Transmit(bytes) => peer.out.push(Chunk::Owned(bytes)),
+            Event::Close(frame) => {
+                peer.announced = true;
+                match frame {
+                    Some(f) if f.reason.is_empty() => {
+                        info!("#{} closed by the client with {}", peer.id, f.code)
+                    }
+                    Some(f) => info!(
+                        "#{} closed by the client with {} ({:?})",
+                        peer.id, f.code, f.reason
+                    ),
+                    None => info!("#{} closed by the client (no status code)", peer.id),
+                }
+            }
+            Event::Failed(error) => {
+                peer.announced = true;
+                warn!(
+                    "#{} ({}): {error}; closing with {}",
+                    peer.id,
+                    peer.addr,
+                    error.close_code()
+                );
+            }
+        }
+    }
+
+    /// Queues one batch of frames on every open connection; returns how many got it.
+    fn broadcast(&mut self, frames: Rc<[u8]>) -> usize {
+        let mut count = 0;
+        let mut too_slow = Vec::new();
+        for (key, peer) in self.peers.iter_mut() {
+            if !peer.proto.can_send() {
+                continue;
+            }
+            count += 1;
+            peer.out.push(Chunk::Shared(frames.clone()));
+            if peer.out.pending() > self.config.max_backlog {
+                too_slow.push(key);
+            } else if !peer.dirty {
+                peer.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+        for key in too_slow {
+            let pending = self.peers.get(key).map_or(0, |p| p.out.pending());
+            self.drop_peer(
+                key,
+                &format!("too slow: {pending} bytes unsent (over --max-backlog); dropped"),
+            );
+        }
+        count
+    }
+
+    /// Reads standard input while it has data and the clients keep up.
+    fn read_stdin(&mut self) {
+        while !self.stdin_blocked() {
+            let Some(stdin) = &mut self.stdin else {
+                return;
+            };
+            match stdin.read() {
+                Input::Data(bytes) => self.on_stdin(&bytes),
+                Input::Wait => {
+                    self.stdin_ready = false;
+                    return;
+                }
+                Input::Eof => {
+                    self.stdin = None;
+                    self.stdin_ready = false;
+                    let _ = self.poll.registry().deregister(&mut SourceFd(&0));
+                    let mut last = Vec::new();
+                    self.lines.finish(|line| last = line.to_vec());
+                    if !last.is_empty() {
+                        self.on_line(&last);
+                    }
+                    if self.config.exit_on_eof {
+                        info!("stdin closed: shutting down (--exit-on-eof)");
+                        self.begin_shutdown();
+                    } else {
+                        info!("stdin closed; still serving (Ctrl-C or SIGTERM stops wscast)");
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Whether stdin must wait: every open client is behind (the producer then blocks on
+    /// the pipe instead of wscast buffering without bound).
+    fn stdin_blocked(&self) -> bool {
+        let high_water = (self.config.max_backlog / 4).max(64 * 1024);
+        let mut any = false;
+        for (_, peer) in self.peers.iter() {
+            if peer.proto.can_send() {
+                if peer.out.pending() < high_water {
+                    return false;
+                }
+                any = true;
+            }
+        }
+        any
+    }
+
+    /// Turns a chunk of stdin into messages and commands, in order. Consecutive message
+    /// lines are framed into one shared buffer, queued once on every connection.
+    fn on_stdin(&mut self, bytes: &[u8]) {
+        let commands = self.config.commands;
+        let mut batch = Vec::new();
+        let mut pending_commands: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        self.lines
+            .push(bytes, |line| match console::parse(line, commands) {
+                Command::Broadcast(message) => encode_line(&mut batch, message),
+                _ => pending_commands.push((std::mem::take(&mut batch), line.to_vec())),
+            });
+        for (before, command) in pending_commands {
+            if !before.is_empty() {
+                self.broadcast(Rc::from(before));
+            }
+            self.on_line(&command);
+        }
+        if !batch.is_empty() {
+            self.broadcast(Rc::from(batch));
+        }
+    }
+
+    /// One line of stdin handled on its own (a command, or the last line at EOF).
+    fn on_line(&mut self, line: &[u8]) {
+        match console::parse(line, self.config.commands) {
+            Command::Broadcast(message) => {
+                let mut frame = Vec::new();
+                encode_line(&mut frame, message);
+                self.broadcast(Rc::from(frame));
+            }
+            Command::Exit => self.begin_shutdown(),
+            Command::Help => eprintln!("{HELP}"),
+            Command::List => self.list(),
+            Command::SendTo { id, text } => match self.find(id) {
+                Some(key) => {
+                    let peer = &mut self.peers[key];
+                    match peer.proto.send(MessageKind::Text, text.as_bytes()) {
+                        Some(frame) => {
+                            peer.out.push(Chunk::Owned(frame));
+                            self.mark_dirty(key);
+                        }
+                        None => eprintln!("#{id} is closing; nothing sent"),
+                    }
+                }
+                None => eprintln!("no open connection #{id} (see /list)"),
+            },
+            Command::Close { id, code, reason } => {
+                if CloseCode::from_wire(code).is_err() {
+                    eprintln!("{code} may not be sent in a Close frame (RFC 6455 §7.4): use 1000-1003, 1007-1014 or 3000-4999");
+                    return;
+                }
+                match self.find(id) {
+                    Some(key) => self.close_peer(key, CloseCode::new(code), reason),
+                    None => eprintln!("no open connection #{id} (see /list)"),
+                }
+            }
+            Command::Invalid(message) => eprintln!("{message}"),
+        }
+    }
+
+    /// Prints the connection table on stderr (stdout carries only client messages).
+    fn list(&self) {
+        let now = Instant::now();
+        eprintln!(
+            "{:>6}  {:<12} {:<22} {:<8} {:>8}",
+            "id", "path", "peer", "room", "age"
+        );
+        let mut n = 0;
+        for (_, peer) in self.peers.iter().filter(|(_, p)| p.id != 0) {
+            n += 1;
+            let state = if peer.proto.can_send() {
+                ""
+            } else {
+                " (closing)"
+            };
+            eprintln!(
+                "{:>6}  {:<12} {:<22} {:<8} {:>7}s{state}",
+                peer.id,
+                self.config.paths[usize::from(peer.path)],
+                peer.addr.to_string(),
+                "-",
+                now.duration_since(peer.since).as_secs()
+            );
+        }
+        eprintln!("{n} open connection(s)");
+    }
+
+    fn find(&self, id: u64) -> Option<usize> {
+        self.peers
+            .iter()
+            .find(|(_, p)| p.id == id && p.proto.can_send())
+            .map(|(key, _)| key)
+    }
+
+    /// Starts the closing handshake with one connection (§7.1.2).
+    fn close_peer(&mut self, key: usize, code: CloseCode, reason: &str) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        if let Some(frame) = peer.proto.close(code, reason) {
+            info!("#{} closing with {code}", peer.id);
+            peer.announced = true;
+            peer.out.push(Chunk::Owned(frame));
+            peer.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+            self.mark_dirty(key);
+        }
+    }
+
+    /// `/exit`, a signal, or EOF with `--exit-on-eof`: stop accepting, close everyone
+    /// with 1001 ("going away", §7.4.1) and wait a bounded time for their Close frames.
+    fn begin_shutdown(&mut self) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        info!(
+            "shutting down: closing {} connection(s) with 1001",
+            self.open
+        );
+        self.shutdown = Some(Instant::now() + SHUTDOWN_GRACE);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        if self.stdin.take().is_some() {
+            let _ = self.poll.registry().deregister(&mut SourceFd(&0));
+        }
+        self.stdin_ready = false;
+        let keys: Vec<usize> = self.peers.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            match self.peers[key].proto.state() {
+                State::Connecting => self.drop_peer(key, "server shutting down"),
+                State::Open => self.close_peer(key, CloseCode::GOING_AWAY, "server shutting down"),
+                _ => {}
+            }
+        }
+    }
+
+    fn on_signals(&mut self) {
+        for signal in self.signals.pending() {
+            if self.shutdown.is_some() {
+                info!("second signal: exiting now");
+                self.hurry = true;
+            } else {
+                let name = if signal == SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                };
+                info!("{name} received");
+                self.begin_shutdown();
+            }
+        }
+    }
+
+    /// Timers: unfinished request heads, closing deadlines, keepalive pings, idle peers.
+    fn tick(&mut self, now: Instant) {
+        let mut expired: Vec<(usize, &'static str)> = Vec::new();
+        let ping_interval = self.config.ping_interval;
+        let idle_timeout = self.config.idle_timeout;
+        for (key, peer) in self.peers.iter_mut() {
+            if peer.deadline.is_some_and(|d| now >= d) {
+                expired.push((key, "did not finish closing in time"));
+                continue;
+            }
+            match peer.proto.state() {
+                State::Connecting if now.duration_since(peer.since) >= HEAD_TIMEOUT => {
+                    expired.push((key, "request head not finished within 10 s"));
+                }
+                State::Open => {
+                    let Some(interval) = ping_interval else {
+                        continue;
+                    };
+                    let silent = now.duration_since(peer.heard);
+                    if silent >= idle_timeout {
+                        expired.push((key, "silent past --idle-timeout"));
+                    } else if silent >= interval && !peer.pinged {
+                        if let Some(ping) = peer.proto.ping(b"wscast") {
+                            trace!("#{}: ping", peer.id);
+                            peer.out.push(Chunk::Owned(ping));
+                            peer.pinged = true;
+                            if !peer.dirty {
+                                peer.dirty = true;
+                                self.dirty.push(key);
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (key, why) in expired {
+            self.drop_peer(key, why);
+        }
+    }
+
+    fn mark_dirty(&mut self, key: usize) {
+        if let Some(peer) = self.peers.get_mut(key) {
+            if !peer.dirty {
+                peer.dirty = true;
+                self.dirty.push(key);
+            }
+        }
+    }
+
+    /// Writes out every connection that got output this turn, one `writev` per socket
+    /// where the kernel takes it all.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for key in dirty.drain(..) {
+            self.flush_peer(key);
+        }
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    fn flush_peer(&mut self, key: usize) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        peer.dirty = false;
+        let token = Token(key + FIRST_PEER);
+        match peer.out.flush_to(&mut peer.socket) {
+            Ok(Flush::Done) => {
+                if peer.writable {
+                    peer.writable = false;
+                    let _ = self.poll.registry().reregister(
+                        &mut peer.socket,
+                        token,
+                        Interest::READABLE,
+                    );
+                }
+                if peer.proto.is_done() && !peer.fin_sent {
+                    // §7.1.1: "the server SHOULD close it first": send our FIN, then wait
+                    // (briefly) for the client's, reading and discarding until then.
+                    peer.fin_sent = true;
+                    let _ = peer.socket.shutdown(Shutdown::Write);
+                    peer.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                }
+            }
+            Ok(Flush::Blocked) => {
+                if !peer.writable {
+                    peer.writable = true;
+                    let _ = self.poll.registry().reregister(
+                        &mut peer.socket,
+                        token,
+                        Interest::READABLE | Interest::WRITABLE,
+                    );
+                }
+            }
+            Err(e) => self.drop_peer(key, &format!("write failed: {e}")),
+        }
+    }
+
+    /// Forgets a connection: deregisters and closes its socket, releases its queue.
+    fn drop_peer(&mut self, key: usize, why: &str) {
+        if !self.peers.contains(key) {
+            return;
+        }
+        let mut peer = self.peers.remove(key);
+        let _ = self.poll.registry().deregister(&mut peer.socket);
+        peer.proto.abort();
+        if peer.id != 0 {
+            self.open -= 1;
+            if peer.announced {
+                debug!("#{} disconnected: {why}", peer.id);
+            } else {
+                info!("#{} ({}) disconnected: {why}", peer.id, peer.addr);
+            }
+        } else {
+            debug!("{}: {why}", peer.addr);
+        }
+    }
+
+    /// Prints a client message on stdout: `<id>: <text>` or `<id>: <binary, N bytes>`.
+    fn print(&mut self, id: u64, message: &Message) {
+        if !self.stdout_ok {
+            return;
+        }
+        let result = match message.as_text() {
+            Some(text) => print_text_line(&mut self.stdout, id, text),
+            None => writeln!(self.stdout, "{id}: <binary, {} bytes>", message.data.len()),
+        };
+        if let Err(e) = result {
+            error!("stdout: {e}; client messages will no longer be printed");
+            self.stdout_ok = false;
+        }
+    }
+
+    fn flush_stdout(&mut self) {
+        if self.stdout_ok {
+            if let Err(e) = self.stdout.flush() {
+                error!("stdout: {e}; client messages will no longer be printed");
+                self.stdout_ok = false;
+            }
+        }
+    }
+}
+
+/// Writes `<id>: <text>` as one line: a newline or carriage return inside the message is
+/// shown as `\n` or `\r`, so one message is always one line.
+fn print_text_line(out: &mut impl Write, id: u64, text: &str) -> io::Result<()> {
+    write!(out, "{id}: ")?;
+    let mut rest = text;
+    while let Some(i) = rest.find(['\n', '\r']) {
+        out.write_all(rest[..i].as_bytes())?;
+        out.write_all(if rest.as_bytes()[i] == b'\n' {
+            b"\\n"
+        } else {
+            b"\\r"
+        })?;
+        rest = &rest[i + 1..];
+    }
+    out.write_all(rest.as_bytes())?;
+    out.write_all(b"\n")
+}
+
+/// Appends one server frame for a console line: text if it is valid UTF-8, binary if not
+/// (SPEC: "A line that is not valid UTF-8 is sent as a binary message").
+fn encode_line(batch: &mut Vec<u8>, line: &[u8]) {
+    let opcode = if std::str::from_utf8(line).is_ok() {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    let header = FrameHeader {
+        fin: true,
+        opcode,
+        masking_key: None,
+        payload_len: line.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    batch.reserve(n + line.len());
+    batch.extend_from_slice(&head[..n]);
+    batch.extend_from_slice(line);
+}
+
+/// The frame for a `POST /broadcast` body.
+fn body_frame(body: &[u8]) -> Rc<[u8]> {
+    let mut frame = Vec::new();
+    encode_line(&mut frame, body);
+    Rc::from(frame)
+}
+
+/// Queues a message back to its sender without copying the payload: the header and the
+/// payload go out as two slices of one `writev`.
+fn queue_message(out: &mut OutQueue, message: Message) {
+    let header = FrameHeader {
+        fin: true,
+        opcode: message.opcode(),
+        masking_key: None,
+        payload_len: message.data.len() as u64,
+    };
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = header.encode(&mut head);
+    out.push(Chunk::Owned(head[..n].to_vec()));
+    out.push(Chunk::Owned(message.data));
+}

@@ -1,0 +1,121 @@
+//! The HTTP surface on the WebSocket port: which request gets which answer.
+//!
+//! Pure decisions over a parsed [`Request`]; the bytes of each answer come from
+//! [`crate::protocol::handshake`]. The table in SPEC.md ("HTTP surface") is the contract:
+//!
+//! | request | answer |
+//! | --- | --- |
+//! | `GET <ws path>` with a valid upgrade | 101 ([`Route::Upgrade`]) |
+//! | `GET <ws path>`, not an upgrade / bad key / other version | 400 / 400 / 426 |
+//! | upgrade from an Origin not allowed | 403 |
+//! | upgrade beyond `--max-connections` | 503 |
+//! | `GET /` | the browser client page |
+//! | `POST /broadcast` | [`Route::Broadcast`], answered with the recipient count |
+//! | other method on a known path | 405 |
+//! | anything else | 404 |
+
+use crate::protocol::handshake::{self, Request, Upgrade};
+
+/// The browser client served at `GET /`.
+pub const PAGE: &str = include_str!("page.html");
+
+/// What to do with a request.
+#[derive(Debug)]
+pub enum Route {
+    /// Accept the WebSocket upgrade onto endpoint `path` (an index into the paths).
+    Upgrade {
+        /// Index of the WebSocket path in the server's list.
+        path: usize,
+        /// The checked handshake.
+        upgrade: Upgrade,
+    },
+    /// Send the body to every client, then answer with the number of recipients.
+    Broadcast(Vec<u8>),
+    /// Answer with these bytes and close.
+    Respond(Vec<u8>),
+}
+
+/// The limits and lists a routing decision depends on.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteContext<'a> {
+    /// The WebSocket endpoints, e.g. `["/ws"]`.
+    pub paths: &'a [String],
+    /// `--allow-origin` values; empty means any origin.
+    pub allow_origins: &'a [String],
+    /// Open WebSocket connections now.
+    pub open: usize,
+    /// `--max-connections`.
+    pub max_connections: usize,
+}
+
+/// Decides the answer to `request` (whose body is `body`).
+pub fn route(request: &Request, body: Vec<u8>, cx: RouteContext<'_>) -> Route {
+    let method = request.method.as_str();
+    if let Some(path) = cx.paths.iter().position(|p| *p == request.path) {
+        if method != "GET" {
+            return Route::Respond(error(
+                405,
+                "only GET can open a WebSocket",
+                &[("Allow", "GET")],
+            ));
+        }
+        let upgrade = match handshake::check_upgrade(request) {
+            Ok(upgrade) => upgrade,
+            Err(rejection) => return Route::Respond(rejection.response()),
+        };
+        // §10.2: "servers ... can use the |Origin| header field to decide whether to accept
+        // the connection"; a request without Origin is not from a browser and is accepted.
+        if let Some(origin) = &upgrade.origin {
+            if !cx.allow_origins.is_empty() && !cx.allow_origins.iter().any(|o| o == origin) {
+                return Route::Respond(error(403, "origin not allowed", &[]));
+            }
+        }
+        if cx.open >= cx.max_connections {
+            return Route::Respond(error(503, "too many connections, try again later", &[]));
+        }
+        return Route::Upgrade { path, upgrade };
+    }
+    match (request.path.as_str(), method) {
+        ("/", "GET" | "HEAD") => Route::Respond(handshake::http_response(
+            200,
+            "text/html; charset=utf-8",
+            &[("Cache-Control", "no-store")],
+            PAGE.as_bytes(),
+        )),
+        ("/", _) => Route::Respond(error(405, "only GET is served here", &[("Allow", "GET")])),
+        ("/broadcast", "POST") => Route::Broadcast(body),
+        ("/broadcast", _) => Route::Respond(error(
+            405,
+            "POST a message body here to send it to every client",
+            &[("Allow", "POST")],
+        )),
+        _ => Route::Respond(error(404, "not found", &[])),
+    }
+}
+
+/// The answer to a request that could not be read at all (400, 413, 431 or 501).
+pub fn bad_request(status: u16) -> Vec<u8> {
+    let text = match status {
+        431 => "request head larger than 8 KiB",
+        413 => "request body larger than --max-message",
+        501 => "Transfer-Encoding is not supported; send a Content-Length",
+        _ => "malformed HTTP request",
+    };
+    error(status, text, &[])
+}
+
+/// The answer to `POST /broadcast`: how many clients the message was queued for.
+pub fn broadcast_done(recipients: usize) -> Vec<u8> {
+    let body = format!("{recipients}\n");
+    handshake::http_response(200, "text/plain; charset=utf-8", &[], body.as_bytes())
+}
+
+fn error(status: u16, text: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let body = format!("{text}\n");
+    handshake::http_response(
+        status,
+        "text/plain; charset=utf-8",
+        headers,
+        body.as_bytes(),
+    )
+}
