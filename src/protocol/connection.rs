@@ -5,10 +5,12 @@
 //! handshake (§5.5.1, §7.1). Read §7.1 ("Definitions") first: its names are the names of
 //! [`State`].
 //!
-//! The caller owns the socket. It hands every byte it reads to [`Connection::receive`],
+//! The caller owns the socket. It hands the bytes it reads to [`Connection::receive`],
 //! which never blocks and never fails: what happened comes back as [`Event`]s, including
 //! [`Event::Transmit`] for every byte the protocol itself wants sent (the 101 response, a
-//! pong, a close frame). Application data goes out through [`Connection::send`], or, for a
+//! pong, a close frame). `receive` stops after each complete message and says how many
+//! bytes it used, so the caller reacts to a message (an echo, say) while the connection
+//! is still in the state the message arrived in, before any later frame is looked at. Application data goes out through [`Connection::send`], or, for a
 //! frame shared by many connections, by checking [`Connection::can_send`] first.
 //!
 //! ```text
@@ -161,31 +163,38 @@ impl Connection {
         )
     }
 
-    /// Handles bytes read from the peer, appending what happened to `events`.
-    pub fn receive(&mut self, input: &[u8], events: &mut Vec<Event>) {
+    /// Handles bytes read from the peer, appending what happened to `events`, and
+    /// returns how many bytes of `input` it used. It uses them all, unless it stopped
+    /// right after a [`Event::Message`]: call it again with the rest once the message
+    /// has been dealt with.
+    pub fn receive(&mut self, input: &[u8], events: &mut Vec<Event>) -> usize {
         match self.state {
-            State::Connecting => self.receive_request(input, events),
-            State::Open | State::CloseSent => self.receive_frames(input, events),
+            State::Connecting => {
+                self.receive_request(input, events);
+                input.len()
+            }
+            State::Open | State::CloseSent => {
+                let rest = self.receive_frames(input, events);
+                input.len() - rest.len()
+            }
             // §7.1.1 / §5.5.1: after the closing handshake, or after failing the
             // connection, nothing the peer sends means anything.
-            State::CloseReceived | State::Closed | State::Aborted => {}
+            State::CloseReceived | State::Closed | State::Aborted => input.len(),
         }
     }
 
     /// Accepts the opening handshake (§4.2.2): queues the 101 response and enters
-    /// [`State::Open`]. Frames that arrived right behind the request are handled now.
-    pub fn accept(&mut self, upgrade: &handshake::Upgrade, events: &mut Vec<Event>) {
+    /// [`State::Open`]. Returns the bytes that arrived right behind the request (frames
+    /// sent early): pass them to [`Connection::receive`] like any others.
+    pub fn accept(&mut self, upgrade: &handshake::Upgrade, events: &mut Vec<Event>) -> Vec<u8> {
         if self.state != State::Connecting || !self.request_done {
-            return;
+            return Vec::new();
         }
         events.push(Event::Transmit(handshake::switching_protocols(
             &upgrade.accept,
         )));
         self.state = State::Open;
-        let early = core::mem::take(&mut self.request);
-        if !early.is_empty() {
-            self.receive_frames(&early, events);
-        }
+        core::mem::take(&mut self.request)
     }
 
     /// Answers the request with a plain HTTP response instead of an upgrade (an error, a
@@ -274,7 +283,8 @@ impl Connection {
     }
 
     /// `Open` / `CloseSent`: splits the byte stream into frames and their payloads.
-    fn receive_frames(&mut self, mut input: &[u8], events: &mut Vec<Event>) {
+    /// Returns the input left unread (after a message, or nothing).
+    fn receive_frames<'a>(&mut self, mut input: &'a [u8], events: &mut Vec<Event>) -> &'a [u8] {
         while !input.is_empty() || self.frame.is_some() {
             let mut progress = match self.frame {
                 Some(progress) => progress,
@@ -282,15 +292,19 @@ impl Connection {
                     Ok(Some((header, used))) => {
                         input = &input[used..];
                         if let Err(e) = self.begin_frame(&header) {
-                            return self.fail(e, events);
+                            self.fail(e, events);
+                            return &[];
                         }
                         FrameProgress {
                             header,
                             received: 0,
                         }
                     }
-                    Ok(None) => return,
-                    Err(e) => return self.fail(e, events),
+                    Ok(None) => return &[],
+                    Err(e) => {
+                        self.fail(e, events);
+                        return &[];
+                    }
                 },
             };
 
@@ -309,22 +323,30 @@ impl Connection {
                 .message
                 .push(chunk, progress.header.masking_key, offset)
             {
-                return self.fail(e, events);
+                self.fail(e, events);
+                return &[];
             }
             progress.received += take as u64;
 
             if progress.received < progress.header.payload_len {
                 self.frame = Some(progress);
-                return;
+                return &[];
             }
             self.frame = None;
-            if let Err(e) = self.end_frame(&progress.header, events) {
-                return self.fail(e, events);
+            match self.end_frame(&progress.header, events) {
+                Err(e) => {
+                    self.fail(e, events);
+                    return &[];
+                }
+                // Let the caller act on the message before anything after it is read.
+                Ok(true) => return input,
+                Ok(false) => {}
             }
             if !matches!(self.state, State::Open | State::CloseSent) {
-                return;
+                return &[];
             }
         }
+        input
     }
 
     /// Decodes the next frame header from the held bytes plus `input`; returns it and how
@@ -374,16 +396,17 @@ impl Connection {
         }
     }
 
-    /// Acts on a frame whose payload is complete.
+    /// Acts on a frame whose payload is complete; returns whether it ended a message.
     fn end_frame(
         &mut self,
         header: &FrameHeader,
         events: &mut Vec<Event>,
-    ) -> Result<(), ProtocolError> {
+    ) -> Result<bool, ProtocolError> {
         match header.opcode {
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
                 if let Some(message) = self.message.end_frame(header.fin)? {
                     events.push(Event::Message(message));
+                    return Ok(true);
                 }
             }
             // §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a Pong frame in
@@ -419,7 +442,7 @@ impl Connection {
                 events.push(Event::Close(frame));
             }
         }
-        Ok(())
+        Ok(false)
     }
 
     /// §7.1.7: "_Fail the WebSocket Connection_ ... the endpoint MUST _Close the WebSocket

@@ -275,8 +275,9 @@ impl Server {
                     peer.heard = Instant::now();
                     peer.pinged = false;
                     trace!("{}: {n} bytes in", peer.addr);
-                    peer.proto.receive(&self.read_buf[..n], &mut self.events);
-                    self.handle_events(key);
+                    let buf = std::mem::take(&mut self.read_buf);
+                    self.feed(key, &buf[..n]);
+                    self.read_buf = buf;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -302,28 +303,42 @@ impl Server {
         self.drop_peer(key, why);
     }
 
-    /// Acts on the events the last `receive` (or `accept`) produced.
-    fn handle_events(&mut self, key: usize) {
-        let mut batch = std::mem::take(&mut self.events);
-        let mut follow = Vec::new();
+    /// Hands bytes to a connection's protocol state and acts on what comes out, one
+    /// message at a time.
+    fn feed(&mut self, key: usize, mut data: &[u8]) {
         loop {
+            let Some(peer) = self.peers.get_mut(key) else {
+                return;
+            };
+            let used = peer.proto.receive(data, &mut self.events);
+            data = &data[used..];
+            let mut batch = std::mem::take(&mut self.events);
+            let mut early = None;
             for event in batch.drain(..) {
-                self.handle_event(key, event, &mut follow);
+                if let Some(bytes) = self.handle_event(key, event) {
+                    early = Some(bytes);
+                }
             }
-            if follow.is_empty() {
-                break;
+            self.events = batch;
+            self.mark_dirty(key);
+            // Frames the client sent right behind its upgrade request.
+            if let Some(early) = early.filter(|b| !b.is_empty()) {
+                self.feed(key, &early);
             }
-            std::mem::swap(&mut batch, &mut follow);
+            if data.is_empty() {
+                return;
+            }
         }
-        self.events = batch;
-        self.mark_dirty(key);
     }
 
-    fn handle_event(&mut self, key: usize, event: Event, follow: &mut Vec<Event>) {
+    /// Acts on one event; returns the early bytes when it accepted an upgrade.
+    fn handle_event(&mut self, key: usize, event: Event) -> Option<Vec<u8>> {
         let open = self.open;
         let Some(peer) = self.peers.get_mut(key) else {
-            return;
+            return None;
         };
+        let mut follow = Vec::new();
+        let mut early = None;
         match event {
             Event::Request(request, body) => {
                 let cx = RouteContext {
@@ -342,7 +357,7 @@ impl Server {
                             "#{} connected from {} to {}",
                             peer.id, peer.addr, self.config.paths[path]
                         );
-                        peer.proto.accept(&upgrade, follow);
+                        early = Some(peer.proto.accept(&upgrade, &mut follow));
                     }
                     Route::Broadcast(body) => {
                         let addr = peer.addr;
@@ -352,7 +367,7 @@ impl Server {
                             body.len()
                         );
                         if let Some(peer) = self.peers.get_mut(key) {
-                            peer.proto.respond(http::broadcast_done(n), follow);
+                            peer.proto.respond(http::broadcast_done(n), &mut follow);
                         }
                     }
                     Route::Respond(response) => {
@@ -365,7 +380,7 @@ impl Server {
                                 response.split(|&b| b == b'\r').next().unwrap_or(&[])
                             )
                         );
-                        peer.proto.respond(response, follow);
+                        peer.proto.respond(response, &mut follow);
                     }
                 }
             }
@@ -409,6 +424,15 @@ impl Server {
                 );
             }
         }
+        // accept() and respond() only queue bytes to send.
+        if let Some(peer) = self.peers.get_mut(key) {
+            for event in follow {
+                if let Event::Transmit(bytes) = event {
+                    peer.out.push(Chunk::Owned(bytes));
+                }
+            }
+        }
+        early
     }
 
     /// Queues one batch of frames on every open connection; returns how many got it.
