@@ -494,3 +494,1008 @@ impl Connection {
         [a, b, c, d]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::{FIN, MASK};
+    use proptest::prelude::*;
+    use proptest::sample::Index;
+
+    /// The masking key of every masked example in §5.7; the test client masks every frame
+    /// with it.
+    const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    /// §1.3's sample `Sec-WebSocket-Key`, and the `Sec-WebSocket-Accept` the RFC derives.
+    const SECTION_1_3_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+    const SECTION_1_3_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+    const MIB: usize = 1 << 20;
+
+    /// Feeds `input` the way a caller must: `receive` again with whatever it left over,
+    /// until every byte is used. Checks the contract of `receive` on the way: it makes
+    /// progress, and it only stops short right after a message.
+    fn drive(conn: &mut Connection, mut input: &[u8]) -> Vec<Event> {
+        let mut events = Vec::new();
+        loop {
+            let used = conn.receive(input, &mut events);
+            assert!(used <= input.len(), "used {used} of {} bytes", input.len());
+            if used == input.len() {
+                return events;
+            }
+            assert!(used > 0, "no progress on {} bytes", input.len());
+            assert!(
+                matches!(events.last(), Some(Event::Message(_))),
+                "stopped short without a message: {events:?}"
+            );
+            input = &input[used..];
+        }
+    }
+
+    /// Feeds `input` in pieces of the given sizes (repeated as needed).
+    fn drive_in_chunks(conn: &mut Connection, mut input: &[u8], sizes: &[usize]) -> Vec<Event> {
+        let mut events = Vec::new();
+        for &size in sizes.iter().cycle() {
+            if input.is_empty() {
+                break;
+            }
+            let (now, later) = input.split_at(size.clamp(1, input.len()));
+            events.extend(drive(conn, now));
+            input = later;
+        }
+        events
+    }
+
+    /// §1.3's handshake (less the optional headers) as a client sends it.
+    fn request_bytes() -> Vec<u8> {
+        handshake::client_request("server.example.com", "/chat", SECTION_1_3_KEY)
+    }
+
+    /// Feeds `input` (a request, maybe with frames behind it) to a new server connection,
+    /// checks it as an opening handshake and accepts it (§4.2.2). Returns the early bytes.
+    fn handshake_with(conn: &mut Connection, input: &[u8]) -> Vec<u8> {
+        let events = drive(conn, input);
+        let [Event::Request(request, body)] = &events[..] else {
+            panic!("expected one Request, got {events:?}");
+        };
+        assert_eq!(request.path, "/chat");
+        assert!(body.is_empty());
+        let upgrade = handshake::check_upgrade(request).expect("a valid §4.2.1 handshake");
+        assert_eq!(upgrade.accept, SECTION_1_3_ACCEPT);
+
+        let mut events = Vec::new();
+        let early = conn.accept(&upgrade, &mut events);
+        let [Event::Transmit(response)] = &events[..] else {
+            panic!("expected the 101 response, got {events:?}");
+        };
+        assert!(response.starts_with(b"HTTP/1.1 101"), "{response:?}");
+        let accept_line = format!("Sec-WebSocket-Accept: {SECTION_1_3_ACCEPT}\r\n");
+        assert!(response
+            .windows(accept_line.len())
+            .any(|w| w == accept_line.as_bytes()));
+        assert_eq!(conn.state(), State::Open);
+        assert!(conn.can_send());
+        early
+    }
+
+    /// A server connection that went through a real opening handshake and is Open.
+    fn open_server(max_message: usize) -> Connection {
+        let mut conn = Connection::server(max_message);
+        let early = handshake_with(&mut conn, &request_bytes());
+        assert!(early.is_empty());
+        conn
+    }
+
+    /// A client-to-server frame (§5.3: masked, here always with [`KEY`]).
+    fn masked(opcode: OpCode, fin: bool, payload: &[u8]) -> Vec<u8> {
+        let header = FrameHeader {
+            fin,
+            opcode,
+            masking_key: Some(KEY),
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let head_len = header.encode(&mut head);
+        let mut frame = head[..head_len].to_vec();
+        frame.extend_from_slice(payload);
+        mask::apply_mask(&mut frame[head_len..], KEY, 0);
+        frame
+    }
+
+    /// A masked client frame with any first byte (reserved bits and opcodes included) and a
+    /// payload of at most 125 bytes.
+    fn masked_raw(b0: u8, payload: &[u8]) -> Vec<u8> {
+        assert!(payload.len() <= 125);
+        let mut frame = vec![b0, MASK | payload.len() as u8];
+        frame.extend_from_slice(&KEY);
+        let start = frame.len();
+        frame.extend_from_slice(payload);
+        mask::apply_mask(&mut frame[start..], KEY, 0);
+        frame
+    }
+
+    /// A close payload (§5.5.1): the code in network byte order, then the reason.
+    fn close_payload(code: u16, reason: &[u8]) -> Vec<u8> {
+        [&code.to_be_bytes()[..], reason].concat()
+    }
+
+    /// Reads a Close frame the server sent, checking §5.1 (servers do not mask) and §5.5
+    /// (final, at most 125 bytes): its status code and reason, or `None` for an empty one.
+    fn server_close(bytes: &[u8]) -> Option<(u16, String)> {
+        assert!(bytes.len() >= 2, "{bytes:02x?}");
+        assert_eq!(bytes[0], FIN | 0x8, "FIN and opcode %x8: {bytes:02x?}");
+        assert_eq!(bytes[1] & MASK, 0, "§5.1: a server must not mask");
+        let len = usize::from(bytes[1]);
+        assert!(len <= 125, "§5.5: control payloads are at most 125 bytes");
+        assert_eq!(bytes.len(), 2 + len, "one whole frame");
+        match &bytes[2..] {
+            [] => None,
+            [hi, lo, reason @ ..] => Some((
+                u16::from_be_bytes([*hi, *lo]),
+                String::from_utf8(reason.to_vec()).expect("§5.5.1: the reason is UTF-8"),
+            )),
+            [_] => panic!("one-byte close payload {bytes:02x?}"),
+        }
+    }
+
+    /// Decodes one whole frame a client sent: it must be masked (§5.1); returns the header
+    /// and the unmasked payload.
+    fn client_frame(bytes: &[u8]) -> (FrameHeader, Vec<u8>) {
+        let (header, consumed) = match FrameHeader::decode(bytes, Role::Server) {
+            Ok(Decoded::Complete { value, consumed }) => (value, consumed),
+            other => panic!("{bytes:02x?}: {other:?}"),
+        };
+        assert_eq!(bytes.len() as u64, consumed as u64 + header.payload_len);
+        let key = header
+            .masking_key
+            .expect("§5.1: a client masks every frame");
+        let mut payload = bytes[consumed..].to_vec();
+        mask::apply_mask(&mut payload, key, 0);
+        (header, payload)
+    }
+
+    fn text(s: &str) -> Event {
+        Event::Message(Message {
+            kind: MessageKind::Text,
+            data: s.as_bytes().to_vec(),
+        })
+    }
+
+    fn binary(data: &[u8]) -> Event {
+        Event::Message(Message {
+            kind: MessageKind::Binary,
+            data: data.to_vec(),
+        })
+    }
+
+    /// What the server transmits to answer a ping with `payload` (§5.5.3).
+    fn server_pong(payload: &[u8]) -> Event {
+        Event::Transmit(encode_frame(OpCode::Pong, payload, None))
+    }
+
+    #[test]
+    fn section_4_2_request_in_one_byte_reads_gives_one_request() {
+        let request = request_bytes();
+        let mut conn = Connection::server(MIB);
+        let mut events = Vec::new();
+        for (i, byte) in request.iter().enumerate() {
+            assert_eq!(conn.receive(&[*byte], &mut events), 1, "byte {i}");
+            if i + 1 < request.len() {
+                assert!(events.is_empty(), "event before the head ended: {events:?}");
+            }
+        }
+        let [Event::Request(req, body)] = &events[..] else {
+            panic!("expected one Request, got {events:?}");
+        };
+        assert_eq!(req.header("Sec-WebSocket-Key"), Some(SECTION_1_3_KEY));
+        assert!(body.is_empty());
+        assert_eq!(conn.state(), State::Connecting);
+
+        let upgrade = handshake::check_upgrade(req).unwrap();
+        let mut events = Vec::new();
+        assert!(conn.accept(&upgrade, &mut events).is_empty());
+        assert_eq!(
+            events,
+            [Event::Transmit(handshake::switching_protocols(
+                SECTION_1_3_ACCEPT
+            ))]
+        );
+        assert_eq!(conn.state(), State::Open);
+        // A second accept changes nothing.
+        assert!(conn.accept(&upgrade, &mut events).is_empty());
+        assert_eq!(events.len(), 1);
+    }
+
+    #[test]
+    fn section_4_2_frames_sent_with_the_request_are_delivered_after_accept() {
+        let hello = masked(OpCode::Text, true, b"Hello");
+
+        // In the same packet as the request.
+        let mut conn = Connection::server(MIB);
+        let early = handshake_with(&mut conn, &[request_bytes(), hello.clone()].concat());
+        assert_eq!(early, hello);
+        assert_eq!(drive(&mut conn, &early), [text("Hello")]);
+
+        // Half with the request, half in a later read that still comes before accept().
+        let mut conn = Connection::server(MIB);
+        let packet = [request_bytes(), hello[..3].to_vec()].concat();
+        let events = drive(&mut conn, &packet);
+        assert!(matches!(&events[..], [Event::Request(..)]), "{events:?}");
+        assert!(
+            drive(&mut conn, &hello[3..]).is_empty(),
+            "held until accept"
+        );
+        let upgrade = handshake::check_upgrade(&request_parsed()).unwrap();
+        let early = conn.accept(&upgrade, &mut Vec::new());
+        assert_eq!(early, hello);
+        assert_eq!(drive(&mut conn, &early), [text("Hello")]);
+    }
+
+    fn request_parsed() -> Request {
+        match handshake::parse_request(&request_bytes()) {
+            Ok(Decoded::Complete { value, .. }) => value,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn section_4_2_accept_waits_for_a_whole_request() {
+        let request = request_bytes();
+        let mut conn = Connection::server(MIB);
+        assert!(drive(&mut conn, &request[..20]).is_empty());
+        let upgrade = handshake::check_upgrade(&request_parsed()).unwrap();
+        let mut events = Vec::new();
+        assert!(conn.accept(&upgrade, &mut events).is_empty());
+        assert!(events.is_empty());
+        assert_eq!(conn.state(), State::Connecting);
+    }
+
+    #[test]
+    fn section_4_2_1_unusable_heads_get_their_status_and_abort() {
+        let mut endless = b"GET /chat HTTP/1.1\r\nX-Long: ".to_vec();
+        endless.resize(9000, b'a');
+        let table: &[(&str, usize, Vec<u8>, u16)] = &[
+            ("head over 8 KiB without an end", MIB, endless, 431),
+            (
+                "a TLS ClientHello on the plain port",
+                MIB,
+                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(),
+                400,
+            ),
+            (
+                "garbage",
+                MIB,
+                b"\x00\x01\x02 garbage\r\n\r\n".to_vec(),
+                400,
+            ),
+            (
+                "a body longer than the message limit",
+                100,
+                b"POST /chat HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n".to_vec(),
+                413,
+            ),
+            (
+                "a transfer coding",
+                MIB,
+                b"POST /chat HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+                501,
+            ),
+        ];
+        for (name, max_message, input, status) in table {
+            // Whole, and in reads of 1000 bytes: one verdict either way.
+            for size in [input.len(), 1000] {
+                let mut conn = Connection::server(*max_message);
+                let events = drive_in_chunks(&mut conn, input, &[size]);
+                assert_eq!(
+                    events,
+                    [Event::BadRequest(*status)],
+                    "{name}, reads of {size}"
+                );
+                assert_eq!(conn.state(), State::Aborted, "{name}");
+                assert!(conn.is_done(), "{name}");
+                assert!(drive(&mut conn, &request_bytes()).is_empty(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn section_5_7_masked_hello_to_a_server() {
+        // §5.7: "A single-frame masked text message ... (contains "Hello")".
+        let frame = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        let mut conn = open_server(MIB);
+        assert_eq!(drive(&mut conn, &frame), [text("Hello")]);
+        assert_eq!(masked(OpCode::Text, true, b"Hello"), frame);
+    }
+
+    #[test]
+    fn section_5_7_unmasked_examples_to_a_client() {
+        let binary_256: Vec<u8> = (0..=255u8).collect();
+        let binary_64k: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
+        let table: &[(&str, Vec<u8>, Event)] = &[
+            (
+                "A single-frame unmasked text message",
+                vec![0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
+                text("Hello"),
+            ),
+            (
+                "A fragmented unmasked text message",
+                vec![0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f],
+                text("Hello"),
+            ),
+            (
+                "256 bytes binary message in a single unmasked frame",
+                [&[0x82, 0x7E, 0x01, 0x00][..], &binary_256].concat(),
+                binary(&binary_256),
+            ),
+            (
+                "64KiB binary message in a single unmasked frame",
+                [
+                    &[0x82, 0x7F, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00][..],
+                    &binary_64k,
+                ]
+                .concat(),
+                binary(&binary_64k),
+            ),
+        ];
+        for (name, bytes, want) in table {
+            let mut conn = Connection::client_open(MIB, 7);
+            assert_eq!(
+                drive(&mut conn, bytes),
+                std::slice::from_ref(want),
+                "{name}"
+            );
+            assert_eq!(conn.state(), State::Open, "{name}");
+        }
+    }
+
+    #[test]
+    fn section_5_7_unmasked_ping_to_a_client_gets_a_masked_pong() {
+        // §5.7: "Unmasked Ping request ... 0x89 0x05 0x48 0x65 0x6c 0x6c 0x6f (contains a
+        // body of "Hello" ...)"; the answer is a masked Pong with the same body (§5.5.3).
+        let mut conn = Connection::client_open(MIB, 7);
+        let events = drive(&mut conn, &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        let [Event::Transmit(pong)] = &events[..] else {
+            panic!("expected a pong, got {events:?}");
+        };
+        let (header, payload) = client_frame(pong);
+        assert_eq!(header.opcode, OpCode::Pong);
+        assert!(header.fin);
+        assert_eq!(payload, b"Hello");
+    }
+
+    #[test]
+    fn section_5_4_ping_between_fragments_is_answered_before_the_message() {
+        // §5.4: "An endpoint MUST be capable of handling control frames in the middle of a
+        // fragmented message." §5.5.2: the Pong goes out "as soon as is practical", so it is
+        // transmitted before the message it interrupted is complete.
+        let input = [
+            masked(OpCode::Text, false, b"Hel"),
+            masked(OpCode::Ping, true, b"are you there?"),
+            masked(OpCode::Continuation, false, "lo, κό".as_bytes()),
+            masked(OpCode::Pong, true, b"unsolicited"),
+            masked(OpCode::Continuation, true, "σμε".as_bytes()),
+        ]
+        .concat();
+        let want = [
+            server_pong(b"are you there?"),
+            Event::Pong(b"unsolicited".to_vec()),
+            text("Hello, κόσμε"),
+        ];
+        let mut conn = open_server(MIB);
+        assert_eq!(drive(&mut conn, &input), want);
+        for size in 1..8 {
+            let mut conn = open_server(MIB);
+            assert_eq!(
+                drive_in_chunks(&mut conn, &input, &[size]),
+                want,
+                "reads of {size}"
+            );
+        }
+    }
+
+    #[test]
+    fn section_5_6_receive_stops_after_each_message() {
+        let first = masked(OpCode::Text, true, b"one");
+        let input = [
+            first.clone(),
+            masked(OpCode::Binary, true, b"two"),
+            // §5.1: unmasked, so the connection fails, but only after both messages.
+            encode_frame(OpCode::Text, b"three", None),
+        ]
+        .concat();
+        let mut conn = open_server(MIB);
+        let mut events = Vec::new();
+        assert_eq!(conn.receive(&input, &mut events), first.len());
+        assert_eq!(events, [text("one")]);
+        assert_eq!(conn.state(), State::Open);
+        let events = drive(&mut conn, &input[first.len()..]);
+        assert!(
+            matches!(
+                &events[..],
+                [
+                    Event::Message(_),
+                    Event::Transmit(_),
+                    Event::Failed(ProtocolError::UnmaskedClientFrame)
+                ]
+            ),
+            "{events:?}"
+        );
+    }
+
+    /// One thing a test client sends after the handshake.
+    #[derive(Debug, Clone)]
+    enum Sent {
+        /// A data message, cut into fragments at the given points, with a ping after the
+        /// fragment a cut ends when the cut carries one.
+        Message {
+            kind: MessageKind,
+            data: Vec<u8>,
+            cuts: Vec<(Index, Option<Vec<u8>>)>,
+        },
+        Ping(Vec<u8>),
+        Pong(Vec<u8>),
+    }
+
+    /// Mostly short payloads, now and then one needing a 16- or 64-bit length (§5.2).
+    fn arb_len() -> impl Strategy<Value = usize> {
+        prop_oneof![15 => 0usize..300, 1 => 126usize..70_000]
+    }
+
+    fn arb_control() -> impl Strategy<Value = Vec<u8>> {
+        prop::collection::vec(any::<u8>(), 0..=125)
+    }
+
+    fn arb_sent() -> impl Strategy<Value = Sent> {
+        let chars = prop_oneof![
+            any::<char>(),
+            prop::sample::select(vec![
+                'a', 'κ', 'ό', '€', '𝄞', '\u{7f}', '\u{80}', '\u{ffff}'
+            ]),
+        ];
+        let text = arb_len()
+            .prop_flat_map(move |len| prop::collection::vec(chars.clone(), len / 2))
+            .prop_map(|chars| {
+                (
+                    MessageKind::Text,
+                    chars.into_iter().collect::<String>().into_bytes(),
+                )
+            });
+        let binary = arb_len()
+            .prop_flat_map(|len| prop::collection::vec(any::<u8>(), len))
+            .prop_map(|data| (MessageKind::Binary, data));
+        let cuts = prop::collection::vec(
+            (any::<Index>(), prop::option::weighted(0.3, arb_control())),
+            0..4,
+        );
+        prop_oneof![
+            6 => (prop_oneof![text, binary], cuts)
+                .prop_map(|((kind, data), cuts)| Sent::Message { kind, data, cuts }),
+            1 => arb_control().prop_map(Sent::Ping),
+            1 => arb_control().prop_map(Sent::Pong),
+        ]
+    }
+
+    /// The bytes a client sends for `items` (then a Close with `close` as its reason, then
+    /// a message that must be ignored), and the events the server must produce for them.
+    fn client_stream(items: &[Sent], close: Option<&str>) -> (Vec<u8>, Vec<Event>) {
+        let mut bytes = Vec::new();
+        let mut events = Vec::new();
+        for item in items {
+            match item {
+                Sent::Message { kind, data, cuts } => {
+                    let mut cuts: Vec<_> = cuts
+                        .iter()
+                        .map(|(at, ping)| (at.index(data.len() + 1), ping))
+                        .collect();
+                    cuts.sort_by_key(|(at, _)| *at);
+                    let mut opcode = match kind {
+                        MessageKind::Text => OpCode::Text,
+                        MessageKind::Binary => OpCode::Binary,
+                    };
+                    let mut start = 0;
+                    for (at, ping) in cuts {
+                        bytes.extend(masked(opcode, false, &data[start..at]));
+                        if let Some(ping) = ping {
+                            bytes.extend(masked(OpCode::Ping, true, ping));
+                            events.push(server_pong(ping));
+                        }
+                        opcode = OpCode::Continuation;
+                        start = at;
+                    }
+                    bytes.extend(masked(opcode, true, &data[start..]));
+                    events.push(Event::Message(Message {
+                        kind: *kind,
+                        data: data.clone(),
+                    }));
+                }
+                Sent::Ping(payload) => {
+                    bytes.extend(masked(OpCode::Ping, true, payload));
+                    events.push(server_pong(payload));
+                }
+                Sent::Pong(payload) => {
+                    bytes.extend(masked(OpCode::Pong, true, payload));
+                    events.push(Event::Pong(payload.clone()));
+                }
+            }
+        }
+        if let Some(reason) = close {
+            bytes.extend(masked(
+                OpCode::Close,
+                true,
+                &close_payload(1000, reason.as_bytes()),
+            ));
+            events.push(Event::Transmit(encode_frame(
+                OpCode::Close,
+                &1000u16.to_be_bytes(),
+                None,
+            )));
+            events.push(Event::Close(Some(CloseFrame {
+                code: CloseCode::NORMAL,
+                reason: reason.to_owned(),
+            })));
+            // §5.5.1: after a Close, "The application MUST NOT send any more data frames";
+            // whatever comes anyway means nothing.
+            bytes.extend(masked(OpCode::Text, true, b"after the close"));
+        }
+        (bytes, events)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn section_5_4_any_chunking_gives_the_same_events(
+            items in prop::collection::vec(arb_sent(), 0..8),
+            close in prop::option::weighted(0.3, "\\PC{0,20}"),
+            sizes in prop::collection::vec(prop_oneof![3 => 1usize..8, 1 => 1usize..5000], 1..16),
+        ) {
+            let (stream, want) = client_stream(&items, close.as_deref());
+
+            let mut whole = open_server(MIB);
+            let events = drive(&mut whole, &stream);
+            prop_assert!(events == want, "whole stream: events differ from what was sent");
+
+            let mut chunked = open_server(MIB);
+            let chunked_events = drive_in_chunks(&mut chunked, &stream, &sizes);
+            prop_assert!(chunked_events == events, "reads of {:?}: events differ", sizes);
+            prop_assert_eq!(chunked.state(), whole.state());
+
+            // The messages are the ones sent, byte for byte.
+            let sent: Vec<&Vec<u8>> = items
+                .iter()
+                .filter_map(|item| match item {
+                    Sent::Message { data, .. } => Some(data),
+                    _ => None,
+                })
+                .collect();
+            let received: Vec<&Vec<u8>> = chunked_events
+                .iter()
+                .filter_map(|event| match event {
+                    Event::Message(m) => Some(&m.data),
+                    _ => None,
+                })
+                .collect();
+            prop_assert!(sent == received, "messages differ");
+        }
+    }
+
+    #[test]
+    fn section_7_4_1_violations_fail_with_their_close_code() {
+        let mut huge = [0u8; MAX_HEADER_LEN];
+        let huge_len = FrameHeader {
+            fin: true,
+            opcode: OpCode::Binary,
+            masking_key: Some(KEY),
+            payload_len: 1 << 62,
+        }
+        .encode(&mut huge);
+        let mut non_minimal = vec![FIN | 0x2, MASK | 126, 0x00, 0x05];
+        non_minimal.extend_from_slice(&KEY);
+        non_minimal.extend_from_slice(&[0; 5]);
+        let mut msb_set = vec![FIN | 0x2, MASK | 127, 0x80, 0, 0, 0, 0, 0, 0, 0];
+        msb_set.extend_from_slice(&KEY);
+        let close = |payload: &[u8]| masked(OpCode::Close, true, payload);
+
+        type Row = (&'static str, usize, Vec<u8>, ProtocolError, u16);
+        let table: Vec<Row> = vec![
+            (
+                "§5.1 unmasked client frame",
+                MIB,
+                encode_frame(OpCode::Text, b"Hello", None),
+                ProtocolError::UnmaskedClientFrame,
+                1002,
+            ),
+            (
+                "§5.2 RSV1 set",
+                MIB,
+                masked_raw(FIN | 0x40 | 0x1, b"Hello"),
+                ProtocolError::ReservedBitsSet,
+                1002,
+            ),
+            (
+                "§5.2 RSV3 set on a ping",
+                MIB,
+                masked_raw(FIN | 0x10 | 0x9, b""),
+                ProtocolError::ReservedBitsSet,
+                1002,
+            ),
+            (
+                "§5.2 reserved data opcode %x3",
+                MIB,
+                masked_raw(FIN | 0x3, b""),
+                ProtocolError::ReservedOpcode(0x3),
+                1002,
+            ),
+            (
+                "§5.2 reserved control opcode %xB",
+                MIB,
+                masked_raw(FIN | 0xB, b"x"),
+                ProtocolError::ReservedOpcode(0xB),
+                1002,
+            ),
+            (
+                "§5.2 length 5 in the 16-bit form",
+                MIB,
+                non_minimal,
+                ProtocolError::NonMinimalLength,
+                1002,
+            ),
+            (
+                "§5.2 64-bit length with its top bit set",
+                MIB,
+                msb_set,
+                ProtocolError::PayloadLengthMsbSet,
+                1002,
+            ),
+            (
+                "§5.5 ping of 126 bytes",
+                MIB,
+                masked(OpCode::Ping, true, &[0; 126]),
+                ProtocolError::ControlFrameTooLong,
+                1002,
+            ),
+            (
+                "§5.5 fragmented ping",
+                MIB,
+                masked(OpCode::Ping, false, b"x"),
+                ProtocolError::FragmentedControlFrame,
+                1002,
+            ),
+            (
+                "§5.4 continuation with no message to continue",
+                MIB,
+                masked(OpCode::Continuation, true, b"x"),
+                ProtocolError::UnexpectedContinuation,
+                1002,
+            ),
+            (
+                "§5.4 continuation after a finished message",
+                MIB,
+                [
+                    masked(OpCode::Text, true, b"done"),
+                    masked(OpCode::Continuation, true, b"x"),
+                ]
+                .concat(),
+                ProtocolError::UnexpectedContinuation,
+                1002,
+            ),
+            (
+                "§5.4 text frame inside a fragmented message",
+                MIB,
+                [
+                    masked(OpCode::Text, false, b"a"),
+                    masked(OpCode::Text, true, b"b"),
+                ]
+                .concat(),
+                ProtocolError::ExpectedContinuation,
+                1002,
+            ),
+            (
+                "§8.1 invalid UTF-8 in a text frame",
+                MIB,
+                masked(OpCode::Text, true, &[b'o', b'k', 0xC0, 0x80]),
+                ProtocolError::InvalidUtf8,
+                1007,
+            ),
+            (
+                "§8.1 text message ending inside a character",
+                MIB,
+                masked(OpCode::Text, true, &[0xE2, 0x82]),
+                ProtocolError::InvalidUtf8,
+                1007,
+            ),
+            (
+                "§8.1 invalid UTF-8 in a close reason",
+                MIB,
+                close(&close_payload(1000, &[0xFF])),
+                ProtocolError::InvalidCloseReason,
+                1007,
+            ),
+            (
+                "§7.4.1 close code 1005 on the wire",
+                MIB,
+                close(&close_payload(1005, b"")),
+                ProtocolError::InvalidCloseCode(1005),
+                1002,
+            ),
+            (
+                "§7.4.2 close code 999",
+                MIB,
+                close(&close_payload(999, b"")),
+                ProtocolError::InvalidCloseCode(999),
+                1002,
+            ),
+            (
+                "§7.4.2 close code 5000",
+                MIB,
+                close(&close_payload(5000, b"")),
+                ProtocolError::InvalidCloseCode(5000),
+                1002,
+            ),
+            (
+                "§5.5.1 one-byte close payload",
+                MIB,
+                close(&[0x03]),
+                ProtocolError::ClosePayloadTooShort,
+                1002,
+            ),
+            (
+                "§10.4 one frame over max_message",
+                16,
+                masked(OpCode::Binary, true, &[0; 17]),
+                ProtocolError::MessageTooBig,
+                1009,
+            ),
+            (
+                "§10.4 fragments over max_message together",
+                16,
+                [
+                    masked(OpCode::Binary, false, &[0; 10]),
+                    masked(OpCode::Continuation, true, &[0; 10]),
+                ]
+                .concat(),
+                ProtocolError::MessageTooBig,
+                1009,
+            ),
+            (
+                "§10.4 a header declaring 2^62 bytes",
+                MIB,
+                huge[..huge_len].to_vec(),
+                ProtocolError::MessageTooBig,
+                1009,
+            ),
+        ];
+
+        for (name, max_message, input, error, code) in table {
+            assert_eq!(error.close_code().get(), code, "{name}");
+            // Whatever follows in the same read is ignored too.
+            let packet = [input, masked(OpCode::Ping, true, b"ignored")].concat();
+            let mut conn = open_server(max_message);
+            let events = drive(&mut conn, &packet);
+            // Any complete message before the fault is delivered first.
+            let events: Vec<_> = events
+                .into_iter()
+                .filter(|e| !matches!(e, Event::Message(_)))
+                .collect();
+            let [Event::Transmit(close), Event::Failed(got)] = &events[..] else {
+                panic!("{name}: expected a close and a failure, got {events:?}");
+            };
+            assert_eq!(*got, error, "{name}");
+            let (sent_code, reason) = server_close(close).expect("a close code");
+            assert_eq!(sent_code, code, "{name}");
+            assert_eq!(reason, error.to_string(), "{name}");
+            assert_eq!(conn.state(), State::Aborted, "{name}");
+            assert!(conn.is_done() && !conn.can_send(), "{name}");
+            assert_eq!(conn.send(MessageKind::Text, b"x"), None, "{name}");
+            assert!(
+                drive(&mut conn, &masked(OpCode::Text, true, b"later")).is_empty(),
+                "{name}"
+            );
+            assert!(
+                drive(&mut conn, &masked(OpCode::Ping, true, b"later")).is_empty(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn section_8_1_invalid_utf8_fails_before_the_frame_ends() {
+        // "κόσμε", then 0xED 0xA0 0x80 (an encoded UTF-16 surrogate, never valid UTF-8),
+        // then 100 more bytes. §8.1 failing the connection "MUST" happen; wscast does it at
+        // the first byte no continuation can repair: the 0xA0.
+        let kosme = "κόσμε".as_bytes();
+        let payload = [kosme, &[0xED, 0xA0, 0x80], &[b'x'; 100]].concat();
+        let frame = masked(OpCode::Text, true, &payload);
+        let header_len = frame.len() - payload.len();
+
+        let mut conn = open_server(MIB);
+        let mut events = Vec::new();
+        let mut failed_at = None;
+        for (i, byte) in frame.iter().enumerate() {
+            assert_eq!(conn.receive(&[*byte], &mut events), 1);
+            if failed_at.is_none() && !events.is_empty() {
+                failed_at = Some(i);
+            }
+        }
+        let failed_at = failed_at.expect("invalid UTF-8 was never reported");
+        assert_eq!(failed_at, header_len + kosme.len() + 1, "on the 0xA0");
+        assert!(failed_at < frame.len() - 100);
+        let [Event::Transmit(close), Event::Failed(ProtocolError::InvalidUtf8)] = &events[..]
+        else {
+            panic!("{events:?}");
+        };
+        assert_eq!(server_close(close).map(|(code, _)| code), Some(1007));
+    }
+
+    #[test]
+    fn section_7_1_client_starts_the_closing_handshake() {
+        let mut conn = open_server(MIB);
+        let events = drive(
+            &mut conn,
+            &masked(OpCode::Close, true, &close_payload(1000, b"bye")),
+        );
+        let [Event::Transmit(reply), Event::Close(Some(frame))] = &events[..] else {
+            panic!("expected a reply and the close, got {events:?}");
+        };
+        // §5.5.1: "the endpoint typically echos the status code it received".
+        assert_eq!(server_close(reply), Some((1000, String::new())));
+        assert_eq!(
+            *frame,
+            CloseFrame {
+                code: CloseCode::NORMAL,
+                reason: "bye".into()
+            }
+        );
+        assert_eq!(conn.state(), State::CloseReceived);
+        assert!(conn.is_done());
+        assert!(!conn.can_send());
+        assert_eq!(conn.send(MessageKind::Text, b"x"), None);
+        assert_eq!(conn.ping(b"x"), None);
+        assert_eq!(conn.close(CloseCode::NORMAL, ""), None);
+        // Nothing after the Close means anything: no message, no pong (§5.5.2).
+        assert!(drive(&mut conn, &masked(OpCode::Text, true, b"late")).is_empty());
+        assert!(drive(&mut conn, &masked(OpCode::Ping, true, b"late")).is_empty());
+    }
+
+    #[test]
+    fn section_7_1_server_starts_the_closing_handshake() {
+        let mut conn = open_server(MIB);
+        let close = conn
+            .close(CloseCode::GOING_AWAY, "going away")
+            .expect("open, so a close can be sent");
+        assert_eq!(server_close(&close), Some((1001, "going away".into())));
+        assert_eq!(conn.state(), State::CloseSent);
+        assert!(!conn.can_send());
+        assert!(!conn.is_done());
+        // §5.5.1: "after sending a Close frame, the endpoint MUST NOT send any more data
+        // frames", and a Close is sent only once.
+        assert_eq!(conn.send(MessageKind::Text, b"x"), None);
+        assert_eq!(conn.ping(b"x"), None);
+        assert_eq!(conn.close(CloseCode::NORMAL, ""), None);
+
+        // Data the client sent before it saw our Close is still delivered, and its pings
+        // still get pongs (§5.5.2: "unless it already received a Close frame").
+        let events = drive(
+            &mut conn,
+            &[
+                masked(OpCode::Text, true, b"in flight"),
+                masked(OpCode::Ping, true, b"still there?"),
+            ]
+            .concat(),
+        );
+        assert_eq!(events, [text("in flight"), server_pong(b"still there?")]);
+
+        // The client's Close completes the handshake; nothing more is sent.
+        let events = drive(
+            &mut conn,
+            &masked(OpCode::Close, true, &close_payload(1001, b"")),
+        );
+        assert_eq!(
+            events,
+            [Event::Close(Some(CloseFrame {
+                code: CloseCode::GOING_AWAY,
+                reason: String::new()
+            }))]
+        );
+        assert_eq!(conn.state(), State::Closed);
+        assert!(conn.is_done());
+        assert!(drive(&mut conn, &masked(OpCode::Ping, true, b"x")).is_empty());
+    }
+
+    #[test]
+    fn section_7_1_7_failing_after_our_close_sends_no_second_close() {
+        let mut conn = open_server(MIB);
+        conn.close(CloseCode::NORMAL, "").unwrap();
+        let events = drive(&mut conn, &masked(OpCode::Text, true, &[0xFF]));
+        assert_eq!(events, [Event::Failed(ProtocolError::InvalidUtf8)]);
+        assert_eq!(conn.state(), State::Aborted);
+    }
+
+    #[test]
+    fn section_5_5_1_empty_close_gets_an_empty_close() {
+        // §5.5.1: "The Close frame MAY contain a body"; without one there is no code
+        // (§7.1.5: 1005), and none is invented for the reply.
+        let mut conn = open_server(MIB);
+        let events = drive(&mut conn, &masked(OpCode::Close, true, b""));
+        let [Event::Transmit(reply), Event::Close(None)] = &events[..] else {
+            panic!("{events:?}");
+        };
+        assert_eq!(server_close(reply), None);
+        assert_eq!(reply, &[FIN | 0x8, 0x00]);
+        assert_eq!(conn.state(), State::CloseReceived);
+    }
+
+    #[test]
+    fn section_5_3_a_client_masks_every_frame_with_a_fresh_key() {
+        let mut conn = Connection::client_open(MIB, 0x5eed);
+        let first = conn.send(MessageKind::Text, b"hi").unwrap();
+        let second = conn.send(MessageKind::Text, b"hi").unwrap();
+        assert_ne!(first[1] & MASK, 0, "§5.3: the MASK bit is set");
+        let (h1, p1) = client_frame(&first);
+        let (h2, p2) = client_frame(&second);
+        assert_eq!(
+            (h1.opcode, h1.fin, &p1[..]),
+            (OpCode::Text, true, &b"hi"[..])
+        );
+        assert_eq!(p2, b"hi");
+        // §5.3: "The masking key needs to be unpredictable"; at the least, not reused.
+        assert_ne!(h1.masking_key, h2.masking_key);
+
+        let (h, p) = client_frame(&conn.send(MessageKind::Binary, &[1, 2, 3]).unwrap());
+        assert_eq!((h.opcode, p), (OpCode::Binary, vec![1, 2, 3]));
+        let (h, p) = client_frame(&conn.ping(&[9; 200]).unwrap());
+        assert_eq!(
+            (h.opcode, p.len()),
+            (OpCode::Ping, 125),
+            "§5.5: cut to 125 bytes"
+        );
+        let (h, p) = client_frame(&conn.close(CloseCode::NORMAL, "done").unwrap());
+        assert_eq!((h.opcode, p), (OpCode::Close, close_payload(1000, b"done")));
+    }
+
+    #[test]
+    fn section_5_1_a_client_fails_on_a_masked_server_frame() {
+        let mut conn = Connection::client_open(MIB, 1);
+        let events = drive(&mut conn, &masked(OpCode::Text, true, b"Hello"));
+        let [Event::Transmit(close), Event::Failed(ProtocolError::MaskedServerFrame)] = &events[..]
+        else {
+            panic!("{events:?}");
+        };
+        let (h, p) = client_frame(close);
+        assert_eq!(h.opcode, OpCode::Close);
+        assert_eq!(p[..2], 1002u16.to_be_bytes());
+    }
+
+    #[test]
+    fn section_4_2_respond_answers_with_plain_http() {
+        let mut conn = Connection::server(MIB);
+        let events = drive(&mut conn, &request_bytes());
+        assert!(matches!(&events[..], [Event::Request(..)]), "{events:?}");
+        let response = handshake::http_response(200, handshake::TEXT_PLAIN, &[], b"hello\n");
+        let mut events = Vec::new();
+        conn.respond(response.clone(), &mut events);
+        assert_eq!(events, [Event::Transmit(response)]);
+        assert_eq!(conn.state(), State::Closed);
+        assert!(conn.is_done());
+        assert!(!conn.can_send());
+        // Neither an upgrade nor frames can follow.
+        let upgrade = handshake::check_upgrade(&request_parsed()).unwrap();
+        let mut events = Vec::new();
+        assert!(conn.accept(&upgrade, &mut events).is_empty());
+        conn.respond(b"again".to_vec(), &mut events);
+        assert!(events.is_empty());
+        assert!(drive(&mut conn, &masked(OpCode::Text, true, b"x")).is_empty());
+    }
+
+    #[test]
+    fn section_7_1_7_abort_drops_the_connection() {
+        let mut conn = open_server(MIB);
+        drive(&mut conn, &masked(OpCode::Text, false, b"half a mess"));
+        conn.abort();
+        assert_eq!(conn.state(), State::Aborted);
+        assert!(conn.is_done());
+        assert_eq!(conn.send(MessageKind::Text, b"x"), None);
+        assert_eq!(conn.close(CloseCode::NORMAL, ""), None);
+        assert!(drive(&mut conn, &masked(OpCode::Continuation, true, b"age")).is_empty());
+    }
+}
