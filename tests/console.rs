@@ -1,0 +1,105 @@
+//! SPEC "Console commands": `/help`, `/list`, `/send`, `/close`, `//text`, and
+//! `--no-commands`. Command output goes to stderr; stdout carries client messages only.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{expect_close, expect_tcp_closed, expect_text, Server, TIMEOUT};
+use tungstenite::Message;
+
+#[test]
+fn help_is_printed_on_stderr_not_stdout() {
+    let mut server = Server::start(&[]);
+    let mut ws = server.client("/ws");
+    server.send_line(b"/help");
+    for command in [
+        "/list",
+        "/send <id> <text>",
+        "/close <id>",
+        "/exit",
+        "//text",
+    ] {
+        server.wait_for_log(command, TIMEOUT);
+    }
+    // The first stdout line is the client's message: /help printed nothing there.
+    ws.send(Message::text("marker")).unwrap();
+    assert_eq!(server.stdout_line(TIMEOUT).as_deref(), Some("1: marker"));
+    // And /help was not sent to the client: the next thing it reads is this line.
+    server.send_line(b"after help");
+    expect_text(&mut ws, "after help");
+}
+
+#[test]
+fn list_shows_open_connections_on_stderr() {
+    let mut server = Server::start(&["--path", "/a", "--path", "/b"]);
+    let _a = server.client("/a");
+    let _b = server.client("/b");
+    server.send_line(b"/list");
+    server.wait_for_log("2 open connection(s)", TIMEOUT);
+    let logs = server.logs();
+    // One row per connection: id, path, peer address, ...
+    for (id, path) in [("1", "/a"), ("2", "/b")] {
+        let row = logs.iter().any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() >= 3
+                && fields[0] == id
+                && fields[1] == path
+                && fields[2].starts_with("127.0.0.1:")
+        });
+        assert!(row, "no /list row for #{id} on {path}: {logs:#?}");
+    }
+    assert_eq!(server.stdout_line(Duration::from_millis(200)), None);
+}
+
+#[test]
+fn a_double_slash_sends_the_line_with_one_slash_removed() {
+    let mut server = Server::start(&[]);
+    let mut ws = server.client("/ws");
+    server.send_line(b"//hello");
+    server.send_line(b"//exit");
+    expect_text(&mut ws, "/hello");
+    expect_text(&mut ws, "/exit");
+    assert!(server.is_running());
+}
+
+#[test]
+fn no_commands_sends_command_lines_as_messages() {
+    let mut server = Server::start(&["--no-commands"]);
+    let mut ws = server.client("/ws");
+    for line in ["/exit", "exit", "/help", "//x", "/close 1"] {
+        server.send_line(line.as_bytes());
+    }
+    for line in ["/exit", "exit", "/help", "//x", "/close 1"] {
+        expect_text(&mut ws, line);
+    }
+    assert!(server.is_running());
+    server.send_line(b"still serving");
+    expect_text(&mut ws, "still serving");
+}
+
+#[test]
+fn send_reaches_only_the_client_with_that_id() {
+    let mut server = Server::start(&[]);
+    let mut clients: Vec<_> = (0..3).map(|_| server.client("/ws")).collect();
+    server.send_line(b"/send 2 hi there");
+    server.send_line(b"to all");
+    expect_text(&mut clients[0], "to all");
+    expect_text(&mut clients[1], "hi there");
+    expect_text(&mut clients[1], "to all");
+    expect_text(&mut clients[2], "to all");
+}
+
+#[test]
+fn close_with_a_code_and_reason_closes_only_that_client() {
+    let mut server = Server::start(&[]);
+    let mut first = server.client("/ws");
+    let mut second = server.client("/ws");
+    server.send_line(b"/close 1 4001 bye");
+    let (code, reason) = expect_close(&mut first);
+    assert_eq!((code, reason.as_str()), (4001, "bye"));
+    expect_tcp_closed(&mut first);
+    server.wait_for_log("#1 closing with 4001", TIMEOUT);
+    server.send_line(b"for the rest");
+    expect_text(&mut second, "for the rest");
+}

@@ -1,0 +1,283 @@
+//! SPEC "HTTP surface": every request gets the answer of the table, errors carry
+//! `Connection: close` and a one-line body, and the connection is closed after; plus the
+//! opening handshake's accept key (§4.2.2) over a real socket.
+
+mod common;
+
+use std::io::Write;
+
+use common::{
+    connect, expect_text, header_value, http_exchange, raw_handshake, read_head, tcp, Server,
+    TIMEOUT,
+};
+
+const KEY: &str = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+/// One row: a request, and what the answer must be.
+struct Row {
+    name: &'static str,
+    request: Vec<u8>,
+    status: u16,
+    /// A header line the answer must contain (compared case-insensitively).
+    header: Option<&'static str>,
+    /// Text the body must contain (compared case-insensitively).
+    body: Option<&'static str>,
+}
+
+fn upgrade(path: &str, extra: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n{extra}\r\n"
+    )
+    .into_bytes()
+}
+
+fn rows() -> Vec<Row> {
+    let mut big_head = b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ".to_vec();
+    big_head.resize(9000 - 4, b'a');
+    big_head.extend_from_slice(b"\r\n\r\n");
+    vec![
+        Row {
+            name: "GET on the ws path without an upgrade",
+            request: b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec(),
+            status: 400,
+            header: Some("Connection: close"),
+            body: Some("upgrade"),
+        },
+        Row {
+            name: "Sec-WebSocket-Version 8",
+            request: upgrade("/ws", &format!("{KEY}Sec-WebSocket-Version: 8\r\n")),
+            status: 426,
+            header: Some("Sec-WebSocket-Version: 13"),
+            body: None,
+        },
+        Row {
+            name: "no Sec-WebSocket-Version",
+            request: upgrade("/ws", KEY),
+            status: 426,
+            header: Some("Sec-WebSocket-Version: 13"),
+            body: None,
+        },
+        Row {
+            name: "a key of 5 bytes",
+            request: upgrade(
+                "/ws",
+                "Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n",
+            ),
+            status: 400,
+            header: Some("Connection: close"),
+            body: None,
+        },
+        Row {
+            name: "a key that is not base64",
+            request: upgrade(
+                "/ws",
+                "Sec-WebSocket-Key: !!!!!!!!!!!!!!!!!!!!!!==\r\nSec-WebSocket-Version: 13\r\n",
+            ),
+            status: 400,
+            header: None,
+            body: None,
+        },
+        Row {
+            name: "no key",
+            request: upgrade("/ws", "Sec-WebSocket-Version: 13\r\n"),
+            status: 400,
+            header: None,
+            body: None,
+        },
+        Row {
+            name: "POST on the ws path",
+            request: b"POST /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            status: 405,
+            header: Some("Allow: GET"),
+            body: None,
+        },
+        Row {
+            name: "unknown path",
+            request: b"GET /nope HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec(),
+            status: 404,
+            header: Some("Connection: close"),
+            body: None,
+        },
+        Row {
+            name: "an upgrade on an unknown path",
+            request: upgrade("/nope", &format!("{KEY}Sec-WebSocket-Version: 13\r\n")),
+            status: 404,
+            header: None,
+            body: None,
+        },
+        Row {
+            name: "GET /broadcast",
+            request: b"GET /broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".to_vec(),
+            status: 405,
+            header: Some("Allow: POST"),
+            body: None,
+        },
+        Row {
+            name: "a 9000-byte request head",
+            request: big_head,
+            status: 431,
+            header: Some("Connection: close"),
+            body: None,
+        },
+        Row {
+            name: "garbage",
+            request: b"\x00\x01\x02 nonsense\r\n\r\n".to_vec(),
+            status: 400,
+            header: Some("Connection: close"),
+            body: None,
+        },
+        Row {
+            name: "HTTP/2.0 request line",
+            request: b"GET /ws HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n".to_vec(),
+            status: 400,
+            header: None,
+            body: None,
+        },
+    ]
+}
+
+#[test]
+fn every_http_request_gets_the_answer_of_the_spec_table() {
+    let server = Server::start(&[]);
+    for row in rows() {
+        let (status, head, body) = http_exchange(&server.addr(), &row.request);
+        let name = row.name;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, row.status, "{name}: {head}{body}");
+        if let Some(header) = row.header {
+            assert!(
+                head.to_ascii_lowercase()
+                    .contains(&format!("\r\n{}\r\n", header.to_ascii_lowercase())),
+                "{name}: no {header:?} in {head:?}"
+            );
+        }
+        if let Some(text) = row.body {
+            assert!(
+                body.to_ascii_lowercase().contains(text),
+                "{name}: body {body:?} does not mention {text:?}"
+            );
+        }
+        // Every error: Connection: close, an honest Content-Length, a one-line text body.
+        let connection = header_value(&head, "Connection").unwrap_or_default();
+        assert!(
+            connection
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close")),
+            "{name}: no Connection: close in {head:?}"
+        );
+        assert_eq!(
+            header_value(&head, "Content-Length"),
+            Some(body.len().to_string()),
+            "{name}: {head:?}"
+        );
+        assert!(
+            body.ends_with('\n') && body.lines().count() == 1,
+            "{name}: body {body:?} is not one line"
+        );
+    }
+    // None of them opened a WebSocket.
+    assert!(!server.logs().iter().any(|l| l.contains("connected from")));
+}
+
+#[test]
+fn get_slash_serves_the_html_client_page() {
+    let server = Server::start(&[]);
+    let (status, head, body) =
+        http_exchange(&server.addr(), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{head}");
+    let content_type = header_value(&head, "Content-Type").unwrap_or_default();
+    assert!(content_type.starts_with("text/html"), "{head:?}");
+    assert_eq!(
+        header_value(&head, "Content-Length"),
+        Some(body.len().to_string())
+    );
+    assert!(body.to_ascii_lowercase().contains("<html"), "{body}");
+}
+
+#[test]
+fn post_broadcast_sends_the_body_to_every_client_and_counts_them() {
+    let mut server = Server::start(&[]);
+    let mut ws = server.client("/ws");
+    let (status, head, body) = http_exchange(
+        &server.addr(),
+        b"POST /broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 9\r\n\r\nfrom http",
+    );
+    assert_eq!((status, &body[..]), (200, &b"1\n"[..]), "{head}");
+    expect_text(&mut ws, "from http");
+
+    // No clients: 0 recipients.
+    drop(ws);
+    server.wait_for_log("#1 (", TIMEOUT);
+    let (status, _, body) = http_exchange(
+        &server.addr(),
+        b"POST /broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 2\r\n\r\nhi",
+    );
+    assert_eq!((status, &body[..]), (200, &b"0\n"[..]));
+}
+
+#[test]
+fn a_post_broadcast_body_arriving_in_pieces_is_sent_whole() {
+    let mut server = Server::start(&[]);
+    let mut ws = server.client("/ws");
+    let mut stream = tcp(&server.addr());
+    stream
+        .write_all(
+            b"POST /broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 11\r\n\r\nhello",
+        )
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    stream.write_all(b" world").unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    expect_text(&mut ws, "hello world");
+}
+
+#[test]
+fn each_path_accepts_upgrades_and_the_default_path_is_gone() {
+    let mut server = Server::start(&["--path", "/a", "--path", "/b"]);
+    let mut a = server.client("/a");
+    let mut b = server.client("/b");
+    server.send_line(b"to every path");
+    expect_text(&mut a, "to every path");
+    expect_text(&mut b, "to every path");
+    let (status, _, _) = http_exchange(
+        &server.addr(),
+        &upgrade("/ws", &format!("{KEY}Sec-WebSocket-Version: 13\r\n")),
+    );
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn section_1_3_the_accept_key_of_the_rfc_example() {
+    let server = Server::start(&[]);
+    // raw_handshake checks the 101 and the accept value computed here with sha1 + base64;
+    // this pins that value to the RFC's own text too.
+    let mut stream = tcp(&server.addr());
+    stream
+        .write_all(&upgrade(
+            "/ws",
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+        ))
+        .unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert_eq!(
+        header_value(&head, "Sec-WebSocket-Accept").as_deref(),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    );
+    assert_eq!(
+        header_value(&head, "Upgrade").map(|v| v.to_ascii_lowercase()),
+        Some("websocket".to_owned())
+    );
+    assert!(header_value(&head, "Connection")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade")));
+    // Another key, checked against the independent computation.
+    drop(raw_handshake(
+        &server.addr(),
+        "/ws",
+        "AQIDBAUGBwgJCgsMDQ4PEA==",
+    ));
+    // And tungstenite's own check of the accept value passes.
+    drop(connect(&server.url("/ws")));
+}

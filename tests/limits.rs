@@ -1,0 +1,140 @@
+//! SPEC limits: `--max-connections` (503), `--allow-origin` (403), keepalive pings and
+//! `--idle-timeout`, and `--max-backlog` ("A slow client never slows the others").
+
+mod common;
+
+use std::io::Write;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{
+    expect_eof, http_exchange, read_frame, read_head, read_message, tcp, Server, TIMEOUT,
+};
+use tungstenite::Message;
+
+fn upgrade_with_origin(origin: &str) -> Vec<u8> {
+    format!(
+        "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Origin: {origin}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+#[test]
+fn origins_not_allowed_get_403_and_upgrades_over_the_limit_get_503() {
+    let mut server = Server::start(&[
+        "--max-connections",
+        "1",
+        "--allow-origin",
+        "http://good.example",
+    ]);
+    // No Origin header: not a browser, accepted.
+    let first = server.client("/ws");
+    let (status, head, _) =
+        http_exchange(&server.addr(), &upgrade_with_origin("http://evil.example"));
+    assert_eq!(status, 403, "{head}");
+    let (status, head, _) =
+        http_exchange(&server.addr(), &upgrade_with_origin("http://good.example"));
+    assert_eq!(status, 503, "{head}");
+    // Once the first client is gone, there is room again.
+    drop(first);
+    server.wait_for_log("#1 (", TIMEOUT);
+    let mut stream = tcp(&server.addr());
+    stream
+        .write_all(&upgrade_with_origin("http://good.example"))
+        .unwrap();
+    let head = read_head(&mut stream);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+}
+
+#[test]
+fn a_silent_peer_is_pinged_then_dropped_after_the_idle_timeout() {
+    let mut server = Server::start(&["--ping-interval", "1", "--idle-timeout", "2"]);
+    let mut silent = server.raw_client("/ws");
+    let started = Instant::now();
+    let ping = read_frame(&mut silent).expect("a keepalive ping");
+    assert_eq!((ping.opcode, ping.masked), (0x9, false), "{ping:?}");
+    // It never answers: dropped once silent for --idle-timeout.
+    expect_eof(&mut silent);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(5),
+        "dropped after {elapsed:?}"
+    );
+    let line = server.wait_for_log("idle-timeout", TIMEOUT);
+    assert!(line.contains("#1 "), "{line}");
+}
+
+#[test]
+fn a_peer_that_answers_pings_stays_connected() {
+    let mut server = Server::start(&["--ping-interval", "1", "--idle-timeout", "2"]);
+    let mut ws = server.client("/ws");
+    // tungstenite answers each ping while reading; nothing else arrives for 3.5 s.
+    let deadline = Instant::now() + Duration::from_millis(3500);
+    let mut pings = 0;
+    ws.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    while Instant::now() < deadline {
+        match ws.read() {
+            Ok(Message::Ping(payload)) => {
+                pings += 1;
+                ws.flush().unwrap();
+                assert!(!payload.is_empty());
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("connection lost: {e}"),
+        }
+    }
+    assert!(pings >= 1, "no keepalive ping in 3.5 s");
+    ws.get_mut().set_read_timeout(Some(TIMEOUT)).unwrap();
+    server.send_line(b"still connected");
+    match read_message(&mut ws) {
+        Message::Text(text) => assert_eq!(text.as_str(), "still connected"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_slow_client_is_dropped_and_the_others_get_every_line() {
+    slow_client_case("262144");
+}
+
+/// One client never reads, another reads everything: 20 MB of stdin lines overflow the
+/// kernel buffers and then `--max-backlog` of the slow one, which is dropped, while the
+/// fast one receives every line in order.
+fn slow_client_case(backlog: &str) {
+    const LINES: usize = 20_000;
+    let mut server = Server::start(&["--max-backlog", backlog]);
+    // This one never reads.
+    let slow = server.client("/ws");
+    let mut fast = server.client("/ws");
+    let reader = thread::spawn(move || {
+        for i in 0..LINES {
+            match read_message(&mut fast) {
+                Message::Text(text) => {
+                    assert!(text.starts_with(&format!("{i} ")), "line {i}: {text:?}")
+                }
+                other => panic!("line {i}: {other:?}"),
+            }
+        }
+    });
+    let filler = "x".repeat(1000);
+    let mut stdin = Vec::new();
+    for i in 0..LINES {
+        stdin.extend_from_slice(format!("{i} {filler}\n").as_bytes());
+    }
+    server.write_stdin(&stdin);
+    let line = server.wait_for_log("too slow", TIMEOUT);
+    assert!(line.contains("#1 "), "the wrong client was dropped: {line}");
+    reader
+        .join()
+        .expect("the fast client got every line in order");
+    drop(slow);
+}
