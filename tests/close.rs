@@ -136,3 +136,32 @@ fn a_server_close_waits_for_the_client_close_then_closes_tcp() {
     // having both Close frames, closes TCP.
     expect_tcp_closed(&mut ws);
 }
+
+/// stdin that epoll refuses (a regular file, /dev/null) is read on a thread; its EOF must
+/// still reach the loop even when the thread is done before the loop first polls.
+#[test]
+fn stdin_from_a_regular_file_or_dev_null_reaches_eof() {
+    let path = std::env::temp_dir().join(format!("wscast-stdin-{}.txt", std::process::id()));
+    std::fs::write(&path, b"one\ntwo\n").unwrap();
+    for _ in 0..3 {
+        let file = std::fs::File::open(&path).unwrap();
+        let mut server = Server::start_with_stdin(&["--exit-on-eof"], file.into());
+        let status = server
+            .wait_exit(TIMEOUT)
+            .expect("wscast with a file on stdin and --exit-on-eof did not exit");
+        assert!(status.success(), "exit status {status:?}");
+    }
+    std::fs::remove_file(&path).unwrap();
+
+    let mut server = Server::start_with_stdin(&[], std::process::Stdio::null());
+    server.wait_for_log("stdin closed", TIMEOUT);
+    let mut ws = server.client("/ws");
+    assert!(
+        server.is_running(),
+        "EOF on /dev/null must not stop the server"
+    );
+    let request = b"POST /broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
+    let (status, _, _) = http_exchange(&server.addr(), request);
+    assert_eq!(status, 200);
+    expect_text(&mut ws, "hi");
+}

@@ -138,3 +138,8 @@ fn slow_client_case(backlog: &str) {
         .expect("the fast client got every line in order");
     drop(slow);
 }
+
+#[test]
+fn a_slow_client_is_dropped_and_the_others_get_every_line_small_backlog() {
+    slow_client_case("65536");
+}

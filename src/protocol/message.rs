@@ -174,8 +174,11 @@ mod tests {
         }
     }
 
+    /// One test frame: FIN, opcode, unmasked payload.
+    type TestFrame<'a> = (bool, OpCode, &'a [u8]);
+
     /// Feeds unmasked frames, each payload in one push; returns the messages.
-    fn feed(frames: &[(bool, OpCode, &[u8])]) -> Result<Vec<Message>, ProtocolError> {
+    fn feed(frames: &[TestFrame<'_>]) -> Result<Vec<Message>, ProtocolError> {
         let mut asm = Assembler::default();
         let mut out = Vec::new();
         for &(fin, op, payload) in frames {
@@ -203,7 +206,7 @@ mod tests {
 
     #[test]
     fn section_5_4_sequence_violations() {
-        let table: &[(&[(bool, OpCode, &[u8])], ProtocolError)] = &[
+        let table: &[(&[TestFrame<'_>], ProtocolError)] = &[
             (
                 &[(true, OpCode::Continuation, b"x")],
                 ProtocolError::UnexpectedContinuation,

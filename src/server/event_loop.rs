@@ -334,9 +334,7 @@ impl Server {
     /// Acts on one event; returns the early bytes when it accepted an upgrade.
     fn handle_event(&mut self, key: usize, event: Event) -> Option<Vec<u8>> {
         let open = self.open;
-        let Some(peer) = self.peers.get_mut(key) else {
-            return None;
-        };
+        let peer = self.peers.get_mut(key)?;
         let mut follow = Vec::new();
         let mut early = None;
         match event {
@@ -436,28 +434,19 @@ impl Server {
     }
 
     /// Queues one batch of frames on every open connection; returns how many got it.
+    /// The bytes leave at the next flush, which also enforces `--max-backlog`.
     fn broadcast(&mut self, frames: Rc<[u8]>) -> usize {
         let mut count = 0;
-        let mut too_slow = Vec::new();
         for (key, peer) in self.peers.iter_mut() {
             if !peer.proto.can_send() {
                 continue;
             }
             count += 1;
             peer.out.push(Chunk::Shared(frames.clone()));
-            if peer.out.pending() > self.config.max_backlog {
-                too_slow.push(key);
-            } else if !peer.dirty {
+            if !peer.dirty {
                 peer.dirty = true;
                 self.dirty.push(key);
             }
-        }
-        for key in too_slow {
-            let pending = self.peers.get(key).map_or(0, |p| p.out.pending());
-            self.drop_peer(
-                key,
-                &format!("too slow: {pending} bytes unsent (over --max-backlog); dropped"),
-            );
         }
         count
     }
@@ -469,7 +458,11 @@ impl Server {
                 return;
             };
             match stdin.read() {
-                Input::Data(bytes) => self.on_stdin(&bytes),
+                Input::Data(bytes) => {
+                    self.on_stdin(&bytes);
+                    // Hand the frames to the sockets before judging who is behind.
+                    self.flush_dirty();
+                }
                 Input::Wait => {
                     self.stdin_ready = false;
                     return;
@@ -495,10 +488,12 @@ impl Server {
         }
     }
 
-    /// Whether stdin must wait: every open client is behind (the producer then blocks on
-    /// the pipe instead of wscast buffering without bound).
+    /// Whether stdin must wait: every open client is behind, i.e. holds over a quarter of
+    /// `--max-backlog` unsent (the producer then blocks on the pipe instead of wscast
+    /// buffering without bound). One slow client alone among fast ones never pauses
+    /// stdin; it grows to `--max-backlog` and is dropped.
     fn stdin_blocked(&self) -> bool {
-        let high_water = (self.config.max_backlog / 4).max(64 * 1024);
+        let high_water = self.config.max_backlog / 4;
         let mut any = false;
         for (_, peer) in self.peers.iter() {
             if peer.proto.can_send() {
@@ -750,6 +745,13 @@ impl Server {
                     peer.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
                 }
             }
+            Ok(Flush::Blocked) if peer.out.pending() > self.config.max_backlog => {
+                let pending = peer.out.pending();
+                self.drop_peer(
+                    key,
+                    &format!("too slow: {pending} bytes unsent (over --max-backlog); dropped"),
+                );
+            }
             Ok(Flush::Blocked) => {
                 if !peer.writable {
                     peer.writable = true;
@@ -815,7 +817,7 @@ fn print_text_line(out: &mut impl Write, id: u64, text: &str) -> io::Result<()> 
     write!(out, "{id}: ")?;
     let mut rest = text;
     while let Some(i) = rest.find(['\n', '\r']) {
-        out.write_all(rest[..i].as_bytes())?;
+        out.write_all(&rest.as_bytes()[..i])?;
         out.write_all(if rest.as_bytes()[i] == b'\n' {
             b"\\n"
         } else {

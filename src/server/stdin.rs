@@ -41,8 +41,13 @@ pub struct Stdin {
 enum How {
     /// fd 0 is in the `Poll`; `flags` are its original status flags, restored on drop.
     Registered { flags: OFlags },
-    /// A reader thread feeds this channel and wakes the loop.
-    Thread { rx: Receiver<io::Result<Vec<u8>>> },
+    /// A reader thread feeds this channel and wakes the loop. The loop keeps its own
+    /// handle on the waker: if the thread finished (a short file) and dropped the only
+    /// one, its eventfd would close and take the pending wake-up with it.
+    Thread {
+        rx: Receiver<io::Result<Vec<u8>>>,
+        _waker: Arc<Waker>,
+    },
     /// EOF was reached.
     Closed,
 }
@@ -66,6 +71,7 @@ impl Stdin {
                 fcntl_setfl(fd, flags)?;
                 debug!("stdin: epoll refused fd 0 ({e}); reading it on a thread");
                 let waker = Arc::new(Waker::new(registry, token)?);
+                let thread_waker = Arc::clone(&waker);
                 let (tx, rx) = mpsc::sync_channel(4);
                 thread::Builder::new()
                     .name("stdin".into())
@@ -80,12 +86,12 @@ impl Stdin {
                             Err(e) => Err(e),
                         };
                         let last = !matches!(&msg, Ok(b) if !b.is_empty());
-                        if tx.send(msg).is_err() || waker.wake().is_err() || last {
+                        if tx.send(msg).is_err() || thread_waker.wake().is_err() || last {
                             return;
                         }
                     })?;
                 Ok(Stdin {
-                    how: How::Thread { rx },
+                    how: How::Thread { rx, _waker: waker },
                 })
             }
         }
@@ -109,7 +115,7 @@ impl Stdin {
                     }
                 }
             }
-            How::Thread { rx } => match rx.try_recv() {
+            How::Thread { rx, .. } => match rx.try_recv() {
                 Ok(r) => r,
                 Err(TryRecvError::Empty) => return Input::Wait,
                 Err(TryRecvError::Disconnected) => Ok(Vec::new()),

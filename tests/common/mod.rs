@@ -47,10 +47,16 @@ pub struct Server {
 impl Server {
     /// Starts `wscast --listen 127.0.0.1:0 <args>` and waits for its `listening on` line.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with_stdin(args, Stdio::piped())
+    }
+
+    /// Like [`Server::start`], with standard input taken from `stdin` (a file,
+    /// `/dev/null`); only `Stdio::piped()` gives [`Server::send_line`] something to write to.
+    pub fn start_with_stdin(args: &[&str], stdin: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wscast"))
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
-            .stdin(Stdio::piped())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
