@@ -8,7 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    expect_eof, http_exchange, read_frame, read_head, read_message, tcp, Server, TIMEOUT,
+    client_frame, expect_eof, expect_text, http_exchange, read_frame, read_head, read_message, tcp,
+    Server, TIMEOUT,
 };
 use tungstenite::Message;
 
@@ -142,4 +143,49 @@ fn slow_client_case(backlog: &str) {
 #[test]
 fn a_slow_client_is_dropped_and_the_others_get_every_line_small_backlog() {
     slow_client_case("65536");
+}
+
+/// `--max-backlog` limits what waits *behind* the frame being written: one line larger
+/// than the backlog is not a slow client.
+#[test]
+fn a_line_larger_than_the_backlog_reaches_a_reading_client() {
+    let mut server = Server::start(&["--max-backlog", "65536"]);
+    let mut ws = server.client("/ws");
+    let line: String = (0..1_000_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    server.send_line(line.as_bytes());
+    server.send_line(b"after");
+    expect_text(&mut ws, &line);
+    expect_text(&mut ws, "after");
+    assert!(!server.logs().iter().any(|l| l.contains("too slow")));
+}
+
+/// In echo mode a client that writes without reading is throttled (its socket is no
+/// longer read), not dropped, and gets every echo once it reads.
+#[test]
+fn an_echo_client_that_does_not_read_is_throttled_not_dropped() {
+    let mut server = Server::start(&["--mode", "echo", "--max-backlog", "65536"]);
+    let mut stream = server.raw_client("/ws");
+    let payload = vec![b'x'; 16 * 1024];
+    let frame = client_frame(0x2, &payload);
+    // 8 MiB of messages, written from a thread: the server stops reading, so the
+    // writes block until this side reads.
+    let mut writer = stream.try_clone().unwrap();
+    let sent = thread::spawn(move || {
+        for _ in 0..512 {
+            writer.write_all(&frame).unwrap();
+        }
+    });
+    thread::sleep(Duration::from_millis(300));
+    for i in 0..512 {
+        let f = read_frame(&mut stream).unwrap_or_else(|e| panic!("echo {i}: {e}"));
+        assert_eq!(
+            (f.opcode, f.payload.len()),
+            (0x2, payload.len()),
+            "echo {i}"
+        );
+    }
+    sent.join().unwrap();
+    assert!(!server.logs().iter().any(|l| l.contains("too slow")));
 }

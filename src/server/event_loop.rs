@@ -66,6 +66,8 @@ struct Peer {
     fin_sent: bool,
     /// Its close was already logged.
     announced: bool,
+    /// Reading is paused until its own output drains (it sends faster than it reads).
+    read_paused: bool,
     /// Drop the connection at this time if it is still around (closing handshakes).
     deadline: Option<Instant>,
 }
@@ -245,6 +247,7 @@ impl Server {
                         dirty: false,
                         fin_sent: false,
                         announced: false,
+                        read_paused: false,
                         deadline: None,
                     });
                 }
@@ -269,6 +272,12 @@ impl Server {
             let Some(peer) = self.peers.get_mut(key) else {
                 return;
             };
+            // A client that does not read what it provokes (echoes, pongs) is not read
+            // either: TCP then pushes back on it, and its queue stays bounded.
+            if peer.out.pending() > self.config.max_backlog {
+                peer.read_paused = true;
+                return;
+            }
             match peer.socket.read(&mut self.read_buf) {
                 Ok(0) => return self.on_eof(key),
                 Ok(n) => {
@@ -388,14 +397,12 @@ impl Server {
             }
             Event::Message(message) => {
                 let id = peer.id;
-                let echo = self.config.mode.react(&message) == Reaction::PrintAndEcho
-                    && peer.proto.can_send();
-                self.print(id, &message);
-                if echo {
-                    if let Some(peer) = self.peers.get_mut(key) {
-                        queue_message(&mut peer.out, message);
+                if self.config.mode.react(&message) == Reaction::PrintAndEcho {
+                    if let Some(frame) = peer.proto.send(message.kind, &message.data) {
+                        peer.out.push(Chunk::Owned(frame));
                     }
                 }
+                self.print(id, &message);
             }
             Event::Pong(_) => trace!("#{}: pong", peer.id),
             Event::Transmit(bytes) => peer.out.push(Chunk::Owned(bytes)),
@@ -712,12 +719,15 @@ impl Server {
     /// Writes out every connection that got output this turn, one `writev` per socket
     /// where the kernel takes it all.
     fn flush_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        for key in dirty.drain(..) {
-            self.flush_peer(key);
-        }
-        if self.dirty.is_empty() {
-            self.dirty = dirty;
+        // Flushing can resume a paused reader, which can queue more output: repeat.
+        while !self.dirty.is_empty() {
+            let mut dirty = std::mem::take(&mut self.dirty);
+            for key in dirty.drain(..) {
+                self.flush_peer(key);
+            }
+            if self.dirty.is_empty() {
+                self.dirty = dirty;
+            }
         }
     }
 
@@ -737,6 +747,11 @@ impl Server {
                         Interest::READABLE,
                     );
                 }
+                if peer.read_paused {
+                    peer.read_paused = false;
+                    self.read_peer(key);
+                    return;
+                }
                 if peer.proto.is_done() && !peer.fin_sent {
                     // §7.1.1: "the server SHOULD close it first": send our FIN, then wait
                     // (briefly) for the client's, reading and discarding until then.
@@ -745,11 +760,11 @@ impl Server {
                     peer.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
                 }
             }
-            Ok(Flush::Blocked) if peer.out.pending() > self.config.max_backlog => {
-                let pending = peer.out.pending();
+            Ok(Flush::Blocked) if peer.out.backlog() > self.config.max_backlog => {
+                let backlog = peer.out.backlog();
                 self.drop_peer(
                     key,
-                    &format!("too slow: {pending} bytes unsent (over --max-backlog); dropped"),
+                    &format!("too slow: {backlog} bytes waiting (over --max-backlog); dropped"),
                 );
             }
             Ok(Flush::Blocked) => {
@@ -855,19 +870,4 @@ fn body_frame(body: &[u8]) -> Rc<[u8]> {
     let mut frame = Vec::new();
     encode_line(&mut frame, body);
     Rc::from(frame)
-}
-
-/// Queues a message back to its sender without copying the payload: the header and the
-/// payload go out as two slices of one `writev`.
-fn queue_message(out: &mut OutQueue, message: Message) {
-    let header = FrameHeader {
-        fin: true,
-        opcode: message.opcode(),
-        masking_key: None,
-        payload_len: message.data.len() as u64,
-    };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let n = header.encode(&mut head);
-    out.push(Chunk::Owned(head[..n].to_vec()));
-    out.push(Chunk::Owned(message.data));
 }

@@ -47,6 +47,8 @@ pub struct OutQueue {
     front_written: usize,
     /// Unwritten bytes in the whole queue.
     pending: usize,
+    /// Unwritten bytes of [`Chunk::Shared`] chunks (broadcast frames).
+    shared: usize,
 }
 
 impl OutQueue {
@@ -57,12 +59,28 @@ impl OutQueue {
             return;
         }
         self.pending += len;
+        if let Chunk::Shared(_) = chunk {
+            self.shared += len;
+        }
         self.chunks.push_back(chunk);
     }
 
     /// Unwritten bytes queued.
     pub fn pending(&self) -> usize {
         self.pending
+    }
+
+    /// Broadcast bytes queued behind the chunk being written: what `--max-backlog`
+    /// limits. A single large frame in flight is not a backlog, and neither are the
+    /// client's own replies (the server stops reading a client that does not read
+    /// them); broadcast lines piling up behind are.
+    pub fn backlog(&self) -> usize {
+        match self.chunks.front() {
+            Some(front @ Chunk::Shared(_)) => {
+                self.shared - (front.bytes().len() - self.front_written)
+            }
+            _ => self.shared,
+        }
     }
 
     /// Writes until the queue is empty or the writer would block. `Interrupted` is
@@ -103,9 +121,16 @@ impl OutQueue {
                 return;
             };
             let left = front.bytes().len() - self.front_written;
+            let shared = matches!(front, Chunk::Shared(_));
             if written < left {
                 self.front_written += written;
+                if shared {
+                    self.shared -= written;
+                }
                 return;
+            }
+            if shared {
+                self.shared -= left;
             }
             written -= left;
             self.front_written = 0;
@@ -175,6 +200,9 @@ mod tests {
         };
         assert_eq!(q.flush_to(&mut w).unwrap(), Flush::Blocked);
         assert_eq!(q.pending(), total - 7);
+        // 5 bytes of the first (shared) chunk are left; the owned chunk is not
+        // backlog, the last shared one is.
+        assert_eq!(q.backlog(), "shared-frame".len());
         w.budget = usize::MAX;
         assert_eq!(q.flush_to(&mut w).unwrap(), Flush::Done);
         assert_eq!(w.out, b"shared-frame-ownedshared-frame");
