@@ -408,6 +408,12 @@ impl Server {
             Event::Transmit(bytes) => peer.out.push(Chunk::Owned(bytes)),
             Event::Close(frame) => {
                 peer.announced = true;
+                if peer.proto.state() == State::Closed {
+                    // The reply to a Close we sent (§7.1.2): the handshake is complete.
+                    let code = frame.map_or(1005, |f| f.code.get());
+                    debug!("#{} answered our Close with {code}", peer.id);
+                    return early;
+                }
                 match frame {
                     Some(f) if f.reason.is_empty() => {
                         info!("#{} closed by the client with {}", peer.id, f.code)
