@@ -65,8 +65,9 @@
 //!
 //! [`server`] holds all of that I/O: the event loop, standard input, the HTTP surface
 //! and the outbound queues; [`app`] decides what a client's message causes (print it,
-//! echo it). The `wscast` binary (`src/main.rs`) only parses the command line, sets up
-//! logging and calls [`server::run`].
+//! echo it, or hand it to the chat rules of [`app::chat`], which are pure too: ids and
+//! texts in, deliveries out). The `wscast` binary (`src/main.rs`) only parses the
+//! command line, sets up logging and calls [`server::run`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -57,6 +57,7 @@ struct Args {
 enum ModeArg {
     Broadcast,
     Echo,
+    Chat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -119,6 +120,7 @@ fn config_from(args: Args) -> Result<Config, String> {
         mode: match args.mode {
             ModeArg::Broadcast => Mode::Broadcast,
             ModeArg::Echo => Mode::Echo,
+            ModeArg::Chat => Mode::Chat,
         },
         ping_interval,
         idle_timeout,
