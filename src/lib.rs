@@ -65,11 +65,16 @@
 //!
 //! [`server`] holds all of that I/O: the event loop, standard input, the HTTP surface
 //! and the outbound queues; [`app`] decides what a client's message causes (print it,
-//! echo it). The `wscast` binary (`src/main.rs`) only parses the command line, sets up
-//! logging and calls [`server::run`].
+//! echo it, or hand it to the chat rules of [`app::chat`], which are pure too: ids and
+//! texts in, deliveries out). [`client`] is the other end of the wire, `wscast connect`:
+//! the same [`protocol`] code in the client role (it builds the §4.1 request, checks the
+//! server's answer and masks every frame it sends), with threads and blocking sockets
+//! around it. The `wscast` binary (`src/main.rs`) only parses the command line, sets up
+//! logging and calls [`server::run`] or [`client::run`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod app;
+pub mod client;
 pub mod protocol;
 pub mod server;

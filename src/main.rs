@@ -1,20 +1,45 @@
 //! The `wscast` binary: command line and logging set-up, nothing else.
+//!
+//! `wscast [OPTIONS]` serves; `wscast connect <URL>` is the console client.
 
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use log::{error, LevelFilter};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
+use wscast::client;
 use wscast::server::{self, Config, Mode};
 
 /// Every line on stdin goes to every WebSocket client; every client message is printed.
 #[derive(Debug, Parser)]
 #[command(name = "wscast", version, about, long_about = None)]
-struct Args {
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Console client: stdin lines are sent, received messages printed
+    Connect {
+        /// The server's URL: ws://HOST[:PORT][/PATH] (port 80 and path / by default)
+        url: String,
+        /// Largest message accepted from the server; larger ones close with 1009
+        #[arg(long, value_name = "BYTES", default_value_t = client::DEFAULT_MAX_MESSAGE)]
+        max_message: usize,
+    },
+}
+
+/// The server's options (`wscast` without a subcommand).
+#[derive(Debug, Args)]
+struct ServeArgs {
     /// Address to bind (port 0 = any free port)
     #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: String,
@@ -57,6 +82,7 @@ struct Args {
 enum ModeArg {
     Broadcast,
     Echo,
+    Chat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -69,7 +95,11 @@ enum LogLevel {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    if let Some(Command::Connect { url, max_message }) = cli.command {
+        return connect(&url, max_message);
+    }
+    let args = cli.serve;
     init_logging(args.log_level);
     let config = match config_from(args) {
         Ok(config) => config,
@@ -87,7 +117,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn config_from(args: Args) -> Result<Config, String> {
+/// `wscast connect`: its reports are plain stderr lines, not logs.
+fn connect(url: &str, max_message: usize) -> ExitCode {
+    match client::run(url, &client::Options { max_message }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wscast connect: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config_from(args: ServeArgs) -> Result<Config, String> {
     let listen: SocketAddr = args
         .listen
         .to_socket_addrs()
@@ -119,6 +160,7 @@ fn config_from(args: Args) -> Result<Config, String> {
         mode: match args.mode {
             ModeArg::Broadcast => Mode::Broadcast,
             ModeArg::Echo => Mode::Echo,
+            ModeArg::Chat => Mode::Chat,
         },
         ping_interval,
         idle_timeout,

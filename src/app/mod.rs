@@ -1,4 +1,9 @@
 //! What the server does with the messages clients send: the modes of SPEC.md.
+//!
+//! Broadcast and echo need no state; chat's rules live in [`chat`], a pure module the
+//! event loop feeds with connection ids and texts.
+
+pub mod chat;
 
 use crate::protocol::Message;
 
@@ -10,6 +15,9 @@ pub enum Mode {
     Broadcast,
     /// Client messages are printed and also sent back, unchanged, to their sender.
     Echo,
+    /// Client messages are printed and handed to the chat rules ([`chat`]): relays,
+    /// rooms, connect and disconnect notices.
+    Chat,
 }
 
 /// What to do with one message a client sent.
@@ -19,6 +27,8 @@ pub enum Reaction {
     Print,
     /// Print it and send it back to the sender, same kind, same bytes.
     PrintAndEcho,
+    /// Print it and let [`chat::Chat`] decide who hears of it.
+    PrintAndChat,
 }
 
 impl Mode {
@@ -27,6 +37,7 @@ impl Mode {
         match self {
             Mode::Broadcast => Reaction::Print,
             Mode::Echo => Reaction::PrintAndEcho,
+            Mode::Chat => Reaction::PrintAndChat,
         }
     }
 }

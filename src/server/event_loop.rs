@@ -18,7 +18,8 @@ use super::http::{self, Route, RouteContext};
 use super::outbound::{Chunk, Flush, OutQueue};
 use super::stdin::{Input, LineSplitter, Stdin};
 use super::Config;
-use crate::app::Reaction;
+use crate::app::chat::{Chat, Delivery, Recipients};
+use crate::app::{Mode, Reaction};
 use crate::protocol::frame::{FrameHeader, MAX_HEADER_LEN};
 use crate::protocol::{CloseCode, Connection, Event, Message, MessageKind, OpCode, State};
 
@@ -82,6 +83,8 @@ pub struct Server {
     /// Upgraded connections in the table.
     open: usize,
     next_id: u64,
+    /// Chat mode only: rooms, nicks and who is on which path, by connection id.
+    chat: Option<Chat>,
     stdin: Option<Stdin>,
     /// stdin has signalled readiness that has not been drained yet.
     stdin_ready: bool,
@@ -112,6 +115,7 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let stdin = Stdin::open(poll.registry(), STDIN)?;
         let max_line = config.max_message;
+        let chat = (config.mode == Mode::Chat).then(Chat::default);
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -120,6 +124,7 @@ impl Server {
             peers: Slab::new(),
             open: 0,
             next_id: 1,
+            chat,
             stdin: Some(stdin),
             stdin_ready: true,
             lines: LineSplitter::new(max_line),
@@ -346,6 +351,7 @@ impl Server {
         let peer = self.peers.get_mut(key)?;
         let mut follow = Vec::new();
         let mut early = None;
+        let mut deliveries = Vec::new();
         match event {
             Event::Request(request, body) => {
                 let cx = RouteContext {
@@ -365,6 +371,9 @@ impl Server {
                             peer.id, peer.addr, self.config.paths[path]
                         );
                         early = Some(peer.proto.accept(&upgrade, &mut follow));
+                        if let Some(chat) = &mut self.chat {
+                            deliveries = chat.on_open(peer.id, peer.path);
+                        }
                     }
                     Route::Broadcast(body) => {
                         let addr = peer.addr;
@@ -397,9 +406,20 @@ impl Server {
             }
             Event::Message(message) => {
                 let id = peer.id;
-                if self.config.mode.react(&message) == Reaction::PrintAndEcho {
-                    if let Some(frame) = peer.proto.send(message.kind, &message.data) {
-                        peer.out.push(Chunk::Owned(frame));
+                match self.config.mode.react(&message) {
+                    Reaction::Print => {}
+                    Reaction::PrintAndEcho => {
+                        if let Some(frame) = peer.proto.send(message.kind, &message.data) {
+                            peer.out.push(Chunk::Owned(frame));
+                        }
+                    }
+                    Reaction::PrintAndChat => {
+                        if let Some(chat) = &mut self.chat {
+                            deliveries = match message.as_text() {
+                                Some(text) => chat.on_text(id, text),
+                                None => chat.on_binary(id, message.data.len()),
+                            };
+                        }
                     }
                 }
                 self.print(id, &message);
@@ -424,6 +444,9 @@ impl Server {
                     ),
                     None => info!("#{} closed by the client (no status code)", peer.id),
                 }
+                if let Some(chat) = &mut self.chat {
+                    deliveries = chat.on_close(peer.id);
+                }
             }
             Event::Failed(error) => {
                 peer.announced = true;
@@ -433,6 +456,9 @@ impl Server {
                     peer.addr,
                     error.close_code()
                 );
+                if let Some(chat) = &mut self.chat {
+                    deliveries = chat.on_close(peer.id);
+                }
             }
         }
         // accept() and respond() only queue bytes to send.
@@ -443,7 +469,52 @@ impl Server {
                 }
             }
         }
+        self.deliver(deliveries);
         early
+    }
+
+    /// Queues chat texts on their recipients. A text for several connections is framed
+    /// once and shared, like a broadcast line; recipients that are closing are skipped.
+    fn deliver(&mut self, deliveries: Vec<Delivery>) {
+        let Some(chat) = &self.chat else {
+            return;
+        };
+        for Delivery { to, text } in deliveries {
+            if let Recipients::One(id) = to {
+                let Some(key) = self.find(id) else {
+                    continue;
+                };
+                let peer = &mut self.peers[key];
+                if let Some(frame) = peer.proto.send(MessageKind::Text, text.as_bytes()) {
+                    peer.out.push(Chunk::Owned(frame));
+                    if !peer.dirty {
+                        peer.dirty = true;
+                        self.dirty.push(key);
+                    }
+                }
+                continue;
+            }
+            let mut frame: Option<Rc<[u8]>> = None;
+            for (key, peer) in self.peers.iter_mut() {
+                if peer.id == 0 || !peer.proto.can_send() || !chat.reaches(&to, peer.id) {
+                    continue;
+                }
+                let frame = frame.get_or_insert_with(|| body_frame(text.as_bytes()));
+                peer.out.push(Chunk::Shared(frame.clone()));
+                if !peer.dirty {
+                    peer.dirty = true;
+                    self.dirty.push(key);
+                }
+            }
+        }
+    }
+
+    /// Chat mode: connection `id` is leaving (closing, failed or gone); tell the others.
+    fn chat_leave(&mut self, id: u64) {
+        if let Some(chat) = &mut self.chat {
+            let deliveries = chat.on_close(id);
+            self.deliver(deliveries);
+        }
     }
 
     /// Queues one batch of frames on every open connection; returns how many got it.
@@ -582,6 +653,7 @@ impl Server {
     /// Prints the connection table on stderr (stdout carries only client messages).
     fn list(&self) {
         let now = Instant::now();
+        let chat = self.chat.as_ref();
         eprintln!(
             "{:>6}  {:<12} {:<22} {:<8} {:>8}",
             "id", "path", "peer", "room", "age"
@@ -599,7 +671,7 @@ impl Server {
                 peer.id,
                 self.config.paths[usize::from(peer.path)],
                 peer.addr.to_string(),
-                "-",
+                chat.and_then(|c| c.room(peer.id)).unwrap_or("-"),
                 now.duration_since(peer.since).as_secs()
             );
         }
@@ -623,7 +695,9 @@ impl Server {
             peer.announced = true;
             peer.out.push(Chunk::Owned(frame));
             peer.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+            let id = peer.id;
             self.mark_dirty(key);
+            self.chat_leave(id);
         }
     }
 
@@ -638,6 +712,10 @@ impl Server {
             self.open
         );
         self.shutdown = Some(Instant::now() + SHUTDOWN_GRACE);
+        // Everyone is leaving at once: no "#<id> disconnected" notices to each other.
+        if let Some(chat) = &mut self.chat {
+            chat.clear();
+        }
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -802,6 +880,7 @@ impl Server {
             } else {
                 info!("#{} ({}) disconnected: {why}", peer.id, peer.addr);
             }
+            self.chat_leave(peer.id);
         } else {
             debug!("{}: {why}", peer.addr);
         }

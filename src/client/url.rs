@@ -1,0 +1,226 @@
+//! WebSocket URIs (RFC 6455 §3), parsed by hand: `ws://host[:port][/path][?query]`.
+//!
+//! §3: "ws-URI = "ws:" "//" host [ ":" port ] path [ "?" query ]" and "The port component
+//! is OPTIONAL; the default for "ws" is port 80". Only `ws://` is supported: a `wss://`
+//! URI is refused with an error that says so, since this client has no TLS.
+
+use std::fmt;
+
+/// §3: the default port of the "ws" scheme.
+pub const DEFAULT_PORT: u16 = 80;
+
+/// A parsed `ws://` URI: where to connect and what to ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsUrl {
+    /// The host as written in the URI: a name, an IPv4 address, or an IPv6 address in
+    /// brackets (`[::1]`).
+    pub host: String,
+    /// The port: the URI's, or [`DEFAULT_PORT`].
+    pub port: u16,
+    /// §4.1's "/resource name/": the path (at least `/`) and the query, if any.
+    pub resource: String,
+}
+
+/// Why a string is not a `ws://` URI this client can use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlError {
+    /// `wss://`: TLS is not supported.
+    Tls,
+    /// Another scheme, or none; carries what came before `://` (maybe empty).
+    Scheme(String),
+    /// Nothing between `ws://` and the path.
+    MissingHost,
+    /// `user@host`: §3's ws-URI has no user information.
+    UserInfo,
+    /// A port that is not a number from 1 to 65535; carries it.
+    BadPort(String),
+    /// An IPv6 address without its closing `]`.
+    UnclosedBracket,
+    /// §3: "Fragment identifiers ... MUST NOT be used on these URIs".
+    Fragment,
+    /// A space, control character or non-ASCII character, which would break the request
+    /// line; percent-encode it.
+    BadCharacter(char),
+}
+
+impl fmt::Display for UrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlError::Tls => f.write_str(
+                "wss:// (WebSocket over TLS) is not supported; use ws://, or a TLS proxy in front",
+            ),
+            UrlError::Scheme(scheme) if scheme.is_empty() => {
+                f.write_str("expected a URL like ws://127.0.0.1:8080/ws")
+            }
+            UrlError::Scheme(scheme) => {
+                write!(
+                    f,
+                    "unsupported scheme {scheme:?}; expected ws://HOST[:PORT][/PATH]"
+                )
+            }
+            UrlError::MissingHost => f.write_str("no host in the URL"),
+            UrlError::UserInfo => f.write_str("user@host is not allowed in a ws:// URL"),
+            UrlError::BadPort(port) => write!(f, "bad port {port:?}; expected 1-65535"),
+            UrlError::UnclosedBracket => f.write_str("an IPv6 address needs its closing ']'"),
+            UrlError::Fragment => {
+                f.write_str("a ws:// URL may not have a #fragment (RFC 6455 §3); write # as %23")
+            }
+            UrlError::BadCharacter(c) => {
+                write!(f, "{c:?} is not allowed in a URL; percent-encode it")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UrlError {}
+
+impl WsUrl {
+    /// Parses `ws://host[:port][/path][?query]`; the scheme is case-insensitive.
+    pub fn parse(text: &str) -> Result<WsUrl, UrlError> {
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return Err(UrlError::Scheme(String::new()));
+        };
+        if scheme.eq_ignore_ascii_case("wss") {
+            return Err(UrlError::Tls);
+        }
+        if !scheme.eq_ignore_ascii_case("ws") {
+            return Err(UrlError::Scheme(scheme.to_owned()));
+        }
+        if let Some(c) = rest
+            .chars()
+            .find(|c| !c.is_ascii() || c.is_ascii_control() || *c == ' ')
+        {
+            return Err(UrlError::BadCharacter(c));
+        }
+        if rest.contains('#') {
+            return Err(UrlError::Fragment);
+        }
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, resource) = rest.split_at(split);
+        if authority.contains('@') {
+            return Err(UrlError::UserInfo);
+        }
+        let (host, port) = split_host_port(authority)?;
+        if host.is_empty() || host == "[]" {
+            return Err(UrlError::MissingHost);
+        }
+        let port = match port {
+            None => DEFAULT_PORT,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
+                _ => return Err(UrlError::BadPort(p.to_owned())),
+            },
+        };
+        // §4.1: "/resource name/ ... "/" if the path component is empty".
+        let resource = if resource.starts_with('/') {
+            resource.to_owned()
+        } else {
+            format!("/{resource}")
+        };
+        Ok(WsUrl {
+            host: host.to_owned(),
+            port,
+            resource,
+        })
+    }
+
+    /// The `Host` header value. §4.1: "the /host/ ... followed by ":" and the port
+    /// number if not using the default port" (80 for ws).
+    pub fn host_header(&self) -> String {
+        if self.port == DEFAULT_PORT {
+            self.host.clone()
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// The host to resolve, without an IPv6 address's brackets.
+    pub fn connect_host(&self) -> &str {
+        self.host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(&self.host)
+    }
+}
+
+impl fmt::Display for WsUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ws://{}:{}{}", self.host, self.port, self.resource)
+    }
+}
+
+/// Splits `host[:port]` or `[v6]` / `[v6]:port`.
+fn split_host_port(authority: &str) -> Result<(&str, Option<&str>), UrlError> {
+    if authority.starts_with('[') {
+        let end = authority.find(']').ok_or(UrlError::UnclosedBracket)?;
+        let (host, rest) = authority.split_at(end + 1);
+        return match rest.strip_prefix(':') {
+            Some(port) => Ok((host, Some(port))),
+            None if rest.is_empty() => Ok((host, None)),
+            None => Err(UrlError::BadPort(rest.to_owned())),
+        };
+    }
+    Ok(match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(host: &str, port: u16, resource: &str) -> WsUrl {
+        WsUrl {
+            host: host.into(),
+            port,
+            resource: resource.into(),
+        }
+    }
+
+    #[test]
+    fn section_3_uris() {
+        let table: &[(&str, Result<WsUrl, UrlError>)] = &[
+            ("ws://127.0.0.1:8080/ws", Ok(url("127.0.0.1", 8080, "/ws"))),
+            ("ws://example.com", Ok(url("example.com", 80, "/"))),
+            ("WS://Example.com/", Ok(url("Example.com", 80, "/"))),
+            ("ws://h:9/a/b?x=1&y", Ok(url("h", 9, "/a/b?x=1&y"))),
+            ("ws://h?x=1", Ok(url("h", 80, "/?x=1"))),
+            ("ws://[::1]:8080/ws", Ok(url("[::1]", 8080, "/ws"))),
+            ("ws://[::1]/ws", Ok(url("[::1]", 80, "/ws"))),
+            ("wss://example.com/", Err(UrlError::Tls)),
+            ("http://h/", Err(UrlError::Scheme("http".into()))),
+            ("127.0.0.1:8080", Err(UrlError::Scheme(String::new()))),
+            ("ws:///ws", Err(UrlError::MissingHost)),
+            ("ws://:80/ws", Err(UrlError::MissingHost)),
+            ("ws://u:p@h/", Err(UrlError::UserInfo)),
+            ("ws://h:0/", Err(UrlError::BadPort("0".into()))),
+            ("ws://h:65536/", Err(UrlError::BadPort("65536".into()))),
+            ("ws://h:+80/", Err(UrlError::BadPort("+80".into()))),
+            ("ws://h:/", Err(UrlError::BadPort(String::new()))),
+            ("ws://[::1/", Err(UrlError::UnclosedBracket)),
+            ("ws://[::1]x/", Err(UrlError::BadPort("x".into()))),
+            ("ws://h/a#top", Err(UrlError::Fragment)),
+            ("ws://h/a b", Err(UrlError::BadCharacter(' '))),
+            ("ws://h/é", Err(UrlError::BadCharacter('é'))),
+        ];
+        for (text, want) in table {
+            assert_eq!(&WsUrl::parse(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn host_header_names_the_port_unless_it_is_80() {
+        let table = [
+            ("ws://h/", "h", "h"),
+            ("ws://h:80/", "h", "h"),
+            ("ws://h:8080/", "h:8080", "h"),
+            ("ws://[::1]:8080/", "[::1]:8080", "::1"),
+        ];
+        for (text, header, connect) in table {
+            let url = WsUrl::parse(text).unwrap();
+            assert_eq!(url.host_header(), header, "{text}");
+            assert_eq!(url.connect_host(), connect, "{text}");
+        }
+    }
+}

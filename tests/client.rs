@@ -1,0 +1,321 @@
+//! `wscast connect <URL>`, the console client, run as a user would: a child process
+//! whose stdin we type into and whose stdout and stderr we read, against the real
+//! server of the harness.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Server, TIMEOUT};
+
+/// A running `wscast connect <url>`, killed when dropped.
+struct Client {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: Receiver<String>,
+    stderr: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Client {
+    fn start(url: &str) -> Client {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wscast"))
+            .args(["connect", url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wscast connect");
+        let stdin = child.stdin.take();
+        let (tx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in lines_of(out) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let stderr = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let sink = Arc::clone(&stderr);
+        let err = child.stderr.take().unwrap();
+        thread::spawn(move || {
+            for line in lines_of(err) {
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_all();
+            }
+        });
+        Client {
+            child,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Starts a client on `path` and waits until the server has logged connection `id`.
+    fn connected(server: &Server, path: &str, id: u64) -> Client {
+        let client = Client::start(&server.url(path));
+        server.wait_connected(id);
+        client.wait_for_stderr("connected to ws://");
+        client
+    }
+
+    fn type_line(&mut self, line: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin.write_all(line).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    fn stdout_line(&self) -> String {
+        self.stdout
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("no stdout line; stderr: {:#?}", self.stderr_lines()))
+    }
+
+    fn stderr_lines(&self) -> Vec<String> {
+        self.stderr.0.lock().unwrap().clone()
+    }
+
+    fn wait_for_stderr(&self, needle: &str) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        let (lines, grew) = &*self.stderr;
+        let mut lines = lines.lock().unwrap();
+        loop {
+            if let Some(line) = lines.iter().find(|l| l.contains(needle)) {
+                return line.clone();
+            }
+            let now = Instant::now();
+            assert!(now < deadline, "no stderr line with {needle:?}: {lines:#?}");
+            lines = grew.wait_timeout(lines, deadline - now).unwrap().0;
+        }
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "wscast connect did not exit");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lines_of(pipe: impl Read) -> impl Iterator<Item = String> {
+    BufReader::new(pipe)
+        .split(b'\n')
+        .map_while(Result::ok)
+        .map(|line| String::from_utf8_lossy(&line).into_owned())
+}
+
+#[test]
+fn a_line_typed_into_the_client_is_printed_by_the_server() {
+    let mut server = Server::start(&[]);
+    let mut client = Client::connected(&server, "/ws", 1);
+    client.type_line(b"hello from the console");
+    client.type_line(b"\xff\xfe");
+    assert_eq!(
+        server.stdout_line(TIMEOUT).as_deref(),
+        Some("1: hello from the console")
+    );
+    // A line that is not UTF-8 goes as a binary message.
+    assert_eq!(
+        server.stdout_line(TIMEOUT).as_deref(),
+        Some("1: <binary, 2 bytes>")
+    );
+    server.send_line(b"/list");
+    server.wait_for_log("1 open connection(s)", TIMEOUT);
+}
+
+#[test]
+fn a_line_on_the_server_stdin_is_printed_by_the_client() {
+    let mut server = Server::start(&[]);
+    let client = Client::connected(&server, "/ws", 1);
+    server.send_line("news: κόσμε".as_bytes());
+    server.send_line(b"\x00\xff");
+    assert_eq!(client.stdout_line(), "news: κόσμε");
+    assert_eq!(client.stdout_line(), "<binary, 2 bytes>");
+}
+
+#[test]
+fn in_echo_mode_the_client_sees_its_own_lines() {
+    let server = Server::start(&["--mode", "echo"]);
+    let mut client = Client::connected(&server, "/ws", 1);
+    for line in ["one", "", "three"] {
+        client.type_line(line.as_bytes());
+        assert_eq!(client.stdout_line(), line);
+    }
+}
+
+#[test]
+fn closing_stdin_closes_with_1000_and_exits_0() {
+    let server = Server::start(&["--mode", "echo"]);
+    let mut client = Client::connected(&server, "/ws", 1);
+    // A last line right before EOF is still sent, and its echo still printed.
+    client.type_line(b"last");
+    client.close_stdin();
+    server.wait_for_log("#1 closed by the client with 1000", TIMEOUT);
+    assert!(client.wait_exit().success());
+    assert_eq!(client.stdout_line(), "last");
+    client.wait_for_stderr("closed; the server answered with 1000");
+}
+
+#[test]
+fn ctrl_c_closes_with_1000_and_exits_0() {
+    let server = Server::start(&[]);
+    let mut client = Client::connected(&server, "/ws", 1);
+    let kill = Command::new("kill")
+        .args(["-INT", &client.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    server.wait_for_log("#1 closed by the client with 1000", TIMEOUT);
+    assert!(client.wait_exit().success());
+}
+
+#[test]
+fn a_close_from_the_server_is_reported_and_the_client_exits_0() {
+    let mut server = Server::start(&[]);
+    let mut client = Client::connected(&server, "/ws", 1);
+    server.send_line(b"/close 1 4001 see you");
+    let report = client.wait_for_stderr("the server closed the connection");
+    assert!(
+        report.contains("4001") && report.contains("see you"),
+        "{report}"
+    );
+    assert!(client.wait_exit().success());
+
+    // The same at server shutdown: 1001, going away.
+    let mut client = Client::connected(&server, "/ws", 2);
+    server.send_line(b"/exit");
+    let report = client.wait_for_stderr("the server closed the connection");
+    assert!(report.contains("1001"), "{report}");
+    assert!(client.wait_exit().success());
+}
+
+#[test]
+fn a_refused_handshake_fails_with_the_http_status() {
+    let server = Server::start(&[]);
+    let mut client = Client::start(&server.url("/elsewhere"));
+    assert_eq!(client.wait_exit().code(), Some(1));
+    let report = client.wait_for_stderr("handshake refused");
+    assert!(report.contains("404"), "{report}");
+}
+
+#[test]
+fn bad_urls_and_refused_connections_fail() {
+    let table = [
+        ("wss://127.0.0.1:1/ws", "not supported"),
+        ("http://127.0.0.1:1/", "unsupported scheme"),
+        ("ws://127.0.0.1:1/ws", "cannot connect"),
+    ];
+    for (url, needle) in table {
+        let mut client = Client::start(url);
+        assert_eq!(client.wait_exit().code(), Some(1), "{url}");
+        client.wait_for_stderr(needle);
+    }
+}
+
+#[test]
+fn two_console_clients_chat_in_a_room() {
+    let server = Server::start(&["--mode", "chat"]);
+    let mut ann = Client::connected(&server, "/ws", 1);
+    let mut bob = Client::connected(&server, "/ws", 2);
+    assert_eq!(ann.stdout_line(), "#2 is now connected");
+    bob.type_line(br#"{"action":"join","msg":"lab","nick":"bob"}"#);
+    assert_eq!(bob.stdout_line(), "bob join room lab success .");
+    ann.type_line(br#"{"action":"join","msg":"lab","nick":"ann"}"#);
+    assert_eq!(ann.stdout_line(), "ann join room lab success .");
+    ann.type_line(br#"{"action":"send_to_room","msg":"hi bob","nick":"ann"}"#);
+    assert_eq!(ann.stdout_line(), "ann : hi bob");
+    assert_eq!(bob.stdout_line(), "ann : hi bob");
+    bob.type_line(b"plain words");
+    assert_eq!(ann.stdout_line(), "#2 said: plain words");
+    assert_eq!(bob.stdout_line(), "#2 said: plain words");
+    bob.close_stdin();
+    assert!(bob.wait_exit().success());
+    assert_eq!(ann.stdout_line(), "#2 disconnected");
+}
+
+/// A one-connection fake server: answers the opening handshake correctly, then does
+/// `after` with the socket. Returns the `ws://` URL to connect to.
+fn fake_server(after: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/fake", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("GET /fake HTTP/1.1\r\n"), "{head}");
+        let key = common::header_value(&format!("HTTP/1.1 000 x\r\n{head}"), "Sec-WebSocket-Key")
+            .expect("a Sec-WebSocket-Key");
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            common::expected_accept(&key)
+        );
+        stream.write_all(response.as_bytes()).unwrap();
+        after(stream);
+    });
+    url
+}
+
+#[test]
+fn the_client_masks_its_frames_and_fails_on_a_masked_server_frame() {
+    let (tx, rx) = mpsc::channel();
+    let url = fake_server(move |mut stream| {
+        // §5.3: the client's frame arrives masked.
+        let frame = common::read_frame(&mut stream).unwrap();
+        tx.send(frame).unwrap();
+        // §5.1: "A client MUST close a connection if it detects a masked frame".
+        stream
+            .write_all(&common::frame(true, 0, 0x1, Some(common::MASK), b"bad"))
+            .unwrap();
+        // The client fails the connection with 1002, in a masked Close of its own.
+        tx.send(common::read_frame(&mut stream).unwrap()).unwrap();
+    });
+    let mut client = Client::start(&url);
+    client.wait_for_stderr("connected to ws://");
+    client.type_line(b"masked?");
+    let frame = rx.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(
+        (frame.opcode, frame.masked, &frame.payload[..]),
+        (0x1, true, &b"masked?"[..])
+    );
+    let close = rx.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!((close.opcode, close.masked), (0x8, true), "{close:?}");
+    assert_eq!(close.payload[..2], 1002u16.to_be_bytes());
+    assert_eq!(client.wait_exit().code(), Some(1));
+    client.wait_for_stderr("the server broke the protocol");
+}
+
+#[test]
+fn a_connection_lost_without_a_close_exits_non_zero() {
+    let url = fake_server(drop);
+    let mut client = Client::start(&url);
+    assert_eq!(client.wait_exit().code(), Some(1));
+    client.wait_for_stderr("without a Close frame (1006)");
+}
