@@ -281,3 +281,16 @@ fn section_1_3_the_accept_key_of_the_rfc_example() {
     // And tungstenite's own check of the accept value passes.
     drop(connect(&server.url("/ws")));
 }
+
+#[test]
+fn the_page_is_told_the_first_websocket_path() {
+    let server = Server::start(&["--path", "/live", "--path", "/other"]);
+    let (status, _, body) =
+        http_exchange(&server.addr(), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains(r#"<meta name="wscast-path" content="/live">"#),
+        "the page must connect to the first --path"
+    );
+}

@@ -80,7 +80,7 @@ pub fn route(request: &Request, body: Vec<u8>, cx: RouteContext<'_>) -> Route {
             200,
             "text/html; charset=utf-8",
             &[("Cache-Control", "no-store")],
-            PAGE.as_bytes(),
+            page(cx.paths.first().map_or("/ws", String::as_str)).as_bytes(),
         )),
         ("/", _) => Route::Respond(error(405, "only GET is served here", &[("Allow", "GET")])),
         ("/broadcast", "POST") => Route::Broadcast(body),
@@ -110,6 +110,23 @@ pub fn broadcast_done(recipients: usize) -> Vec<u8> {
     handshake::http_response(200, "text/plain; charset=utf-8", &[], body.as_bytes())
 }
 
+/// The page's WebSocket path lives in one tag; the server writes its first path there.
+const PATH_TAG: &str = r#"<meta name="wscast-path" content="/ws">"#;
+
+/// The browser client, told to connect to `ws_path`.
+pub fn page(ws_path: &str) -> String {
+    let escaped = ws_path
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    PAGE.replacen(
+        PATH_TAG,
+        &format!(r#"<meta name="wscast-path" content="{escaped}">"#),
+        1,
+    )
+}
+
 fn error(status: u16, text: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     let body = format!("{text}\n");
     handshake::http_response(
@@ -118,4 +135,20 @@ fn error(status: u16, text: &str, headers: &[(&str, &str)]) -> Vec<u8> {
         headers,
         body.as_bytes(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_connects_to_the_first_path() {
+        assert!(
+            PAGE.contains(PATH_TAG),
+            "page.html lost its wscast-path tag"
+        );
+        let page = page("/live\"<x>&");
+        assert!(page.contains(r#"<meta name="wscast-path" content="/live&quot;&lt;x&gt;&amp;">"#));
+        assert!(!page.contains(PATH_TAG));
+    }
 }
