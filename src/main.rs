@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use log::{error, LevelFilter};
+use log::{debug, error, warn, LevelFilter};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use wscast::client;
@@ -108,12 +108,35 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_fd_limit(config.max_connections);
     match server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every connection is a file descriptor, and the usual soft limit (1024) is far below
+/// `--max-connections`: raise it to the hard limit, as servers commonly do.
+fn raise_fd_limit(max_connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    if raised.current != limit.current {
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            warn!("cannot raise the open-file limit: {e}");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    debug!("open-file limit: {now:?}");
+    // A few descriptors go to stdin/out/err, the listener, epoll and signals.
+    if let Some(n) = now.filter(|&n| n < max_connections as u64 + 16) {
+        warn!("the open-file limit ({n}) is below --max-connections ({max_connections}); raise it with ulimit -n");
     }
 }
 

@@ -189,3 +189,30 @@ fn an_echo_client_that_does_not_read_is_throttled_not_dropped() {
     sent.join().unwrap();
     assert!(!server.logs().iter().any(|l| l.contains("too slow")));
 }
+
+/// A client dropped for slowness is told why, with close 1008, if it reads at all.
+#[test]
+fn a_slow_client_is_closed_with_1008() {
+    let mut server = Server::start(&["--max-backlog", "65536"]);
+    let mut slow = server.raw_client("/ws");
+    let filler = "y".repeat(1000);
+    let mut stdin = Vec::new();
+    for i in 0..5_000 {
+        stdin.extend_from_slice(format!("{i} {filler}\n").as_bytes());
+    }
+    server.write_stdin(&stdin);
+    server.wait_for_log("too slow", TIMEOUT);
+    // Now read: whole frames (what the kernel held, then the rest of the frame that was
+    // in flight), then the Close.
+    let mut frames = 0;
+    loop {
+        let f = read_frame(&mut slow).expect("frames, then a Close");
+        if f.opcode == 0x8 {
+            assert_eq!(u16::from_be_bytes([f.payload[0], f.payload[1]]), 1008);
+            break;
+        }
+        assert_eq!(f.opcode, 0x1);
+        frames += 1;
+    }
+    assert!(frames < 5_000, "the backlog was not dropped");
+}

@@ -40,8 +40,8 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long `/exit` waits for every client's Close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// How often timers (head timeout, pings, idle peers, closing deadlines) are checked.
-const TICK: Duration = Duration::from_millis(500);
+/// How long the loop may sleep when no timer is due sooner (only while clients exist).
+const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
 /// One TCP connection and its protocol state.
 struct Peer {
@@ -99,7 +99,10 @@ pub struct Server {
     shutdown: Option<Instant>,
     /// A second signal during shutdown: leave at once.
     hurry: bool,
+    /// The nearest timer deadline of any connection: the poll sleeps until then.
     next_tick: Instant,
+    /// `accept` failed for lack of file descriptors: retry when a connection closes.
+    accept_blocked: bool,
 }
 
 impl Server {
@@ -136,7 +139,8 @@ impl Server {
             stdout_ok: true,
             shutdown: None,
             hurry: false,
-            next_tick: Instant::now() + TICK,
+            next_tick: Instant::now() + MAX_SLEEP,
+            accept_blocked: false,
         })
     }
 
@@ -155,10 +159,15 @@ impl Server {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
+            // Timers live in the loop: sleep until the nearest deadline, or for good
+            // when there is nothing to time.
             let timeout = if self.peers.is_empty() && self.shutdown.is_none() {
                 None
             } else {
-                Some(self.next_tick.saturating_duration_since(now))
+                let wake = self
+                    .shutdown
+                    .map_or(self.next_tick, |s| s.min(self.next_tick));
+                Some(wake.saturating_duration_since(now))
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -196,8 +205,7 @@ impl Server {
             }
             let now = Instant::now();
             if now >= self.next_tick {
-                self.tick(now);
-                self.next_tick = now + TICK;
+                self.next_tick = self.tick(now);
             }
             self.flush_dirty();
             if self.stdin_ready && !self.stdin_blocked() {
@@ -224,6 +232,7 @@ impl Server {
             };
             match listener.accept() {
                 Ok((mut socket, addr)) => {
+                    self.accept_blocked = false;
                     // Small frames must not wait for Nagle's algorithm.
                     let _ = socket.set_nodelay(true);
                     let entry = self.peers.vacant_entry();
@@ -238,6 +247,7 @@ impl Server {
                     }
                     debug!("{addr}: TCP connection accepted");
                     let now = Instant::now();
+                    self.next_tick = self.next_tick.min(now + HEAD_TIMEOUT);
                     entry.insert(Peer {
                         socket,
                         addr,
@@ -263,8 +273,12 @@ impl Server {
                         io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
                     ) => {}
                 Err(e) => {
-                    // EMFILE and friends: try again on the next readiness event.
-                    error!("accept failed: {e}");
+                    // EMFILE and friends: the pending connections wait in the kernel's
+                    // backlog; try again when one of ours closes.
+                    if !self.accept_blocked {
+                        error!("accept failed: {e}; retrying when a connection closes");
+                    }
+                    self.accept_blocked = true;
                     return;
                 }
             }
@@ -371,6 +385,9 @@ impl Server {
                             peer.id, peer.addr, self.config.paths[path]
                         );
                         early = Some(peer.proto.accept(&upgrade, &mut follow));
+                        if let Some(interval) = self.config.ping_interval {
+                            self.next_tick = self.next_tick.min(peer.heard + interval);
+                        }
                         if let Some(chat) = &mut self.chat {
                             deliveries = chat.on_open(peer.id, peer.path);
                         }
@@ -694,7 +711,9 @@ impl Server {
             info!("#{} closing with {code}", peer.id);
             peer.announced = true;
             peer.out.push(Chunk::Owned(frame));
-            peer.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+            let deadline = Instant::now() + CLOSE_TIMEOUT;
+            peer.deadline = Some(deadline);
+            self.next_tick = self.next_tick.min(deadline);
             let id = peer.id;
             self.mark_dirty(key);
             self.chat_leave(id);
@@ -751,18 +770,29 @@ impl Server {
     }
 
     /// Timers: unfinished request heads, closing deadlines, keepalive pings, idle peers.
-    fn tick(&mut self, now: Instant) {
+    /// Returns when the next one is due.
+    fn tick(&mut self, now: Instant) -> Instant {
+        let mut next = now + MAX_SLEEP;
         let mut expired: Vec<(usize, &'static str)> = Vec::new();
         let ping_interval = self.config.ping_interval;
         let idle_timeout = self.config.idle_timeout;
         for (key, peer) in self.peers.iter_mut() {
-            if peer.deadline.is_some_and(|d| now >= d) {
-                expired.push((key, "did not finish closing in time"));
+            if let Some(deadline) = peer.deadline {
+                if now >= deadline {
+                    expired.push((key, "did not finish closing in time"));
+                } else {
+                    next = next.min(deadline);
+                }
                 continue;
             }
             match peer.proto.state() {
-                State::Connecting if now.duration_since(peer.since) >= HEAD_TIMEOUT => {
-                    expired.push((key, "request head not finished within 10 s"));
+                State::Connecting => {
+                    let due = peer.since + HEAD_TIMEOUT;
+                    if now >= due {
+                        expired.push((key, "request head not finished within 10 s"));
+                    } else {
+                        next = next.min(due);
+                    }
                 }
                 State::Open => {
                     let Some(interval) = ping_interval else {
@@ -771,7 +801,9 @@ impl Server {
                     let silent = now.duration_since(peer.heard);
                     if silent >= idle_timeout {
                         expired.push((key, "silent past --idle-timeout"));
-                    } else if silent >= interval && !peer.pinged {
+                        continue;
+                    }
+                    if silent >= interval && !peer.pinged {
                         if let Some(ping) = peer.proto.ping(b"wscast") {
                             trace!("#{}: ping", peer.id);
                             peer.out.push(Chunk::Owned(ping));
@@ -782,6 +814,11 @@ impl Server {
                             }
                         }
                     }
+                    // Next: the ping when it is due, then the idle cut-off.
+                    next = next.min(peer.heard + idle_timeout);
+                    if !peer.pinged {
+                        next = next.min(peer.heard + interval);
+                    }
                 }
                 _ => {}
             }
@@ -789,6 +826,7 @@ impl Server {
         for (key, why) in expired {
             self.drop_peer(key, why);
         }
+        next
     }
 
     fn mark_dirty(&mut self, key: usize) {
@@ -841,15 +879,27 @@ impl Server {
                     // (briefly) for the client's, reading and discarding until then.
                     peer.fin_sent = true;
                     let _ = peer.socket.shutdown(Shutdown::Write);
-                    peer.deadline = Some(Instant::now() + CLOSE_TIMEOUT);
+                    let deadline = Instant::now() + CLOSE_TIMEOUT;
+                    peer.deadline = Some(deadline);
+                    self.next_tick = self.next_tick.min(deadline);
                 }
             }
             Ok(Flush::Blocked) if peer.out.backlog() > self.config.max_backlog => {
                 let backlog = peer.out.backlog();
-                self.drop_peer(
-                    key,
-                    &format!("too slow: {backlog} bytes waiting (over --max-backlog); dropped"),
+                warn!(
+                    "#{} ({}) is too slow: {backlog} bytes waiting (over --max-backlog)",
+                    peer.id, peer.addr
                 );
+                // Drop what it has not started receiving and tell it why with 1008
+                // (§7.4.1 "a message that violates its policy"), behind the frame in
+                // flight; if it cannot even take that, the close deadline drops it.
+                peer.out.drop_unstarted();
+                // close_peer marks it dirty: the next flush writes on and waits for
+                // WRITABLE as usual.
+                match peer.proto.state() {
+                    State::Open => self.close_peer(key, CloseCode::POLICY_VIOLATION, "too slow"),
+                    _ => self.drop_peer(key, "too slow while closing"),
+                }
             }
             Ok(Flush::Blocked) => {
                 if !peer.writable {
@@ -872,6 +922,10 @@ impl Server {
         }
         let mut peer = self.peers.remove(key);
         let _ = self.poll.registry().deregister(&mut peer.socket);
+        drop(peer.socket);
+        if self.accept_blocked {
+            self.accept();
+        }
         peer.proto.abort();
         if peer.id != 0 {
             self.open -= 1;

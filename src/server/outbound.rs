@@ -83,6 +83,24 @@ impl OutQueue {
         }
     }
 
+    /// Drops every chunk not yet started, keeping a partly written one so the frame
+    /// stream stays whole; releases their memory at once.
+    pub fn drop_unstarted(&mut self) {
+        let keep = usize::from(self.front_written > 0);
+        while self.chunks.len() > keep {
+            if let Some(chunk) = self.chunks.pop_back() {
+                let len = chunk.bytes().len();
+                self.pending -= len;
+                if let Chunk::Shared(_) = chunk {
+                    self.shared -= len;
+                }
+            }
+        }
+        if keep == 0 {
+            self.chunks = VecDeque::new();
+        }
+    }
+
     /// Writes until the queue is empty or the writer would block. `Interrupted` is
     /// retried; any other error is returned.
     pub fn flush_to<W: Write>(&mut self, w: &mut W) -> io::Result<Flush> {
@@ -207,6 +225,30 @@ mod tests {
         assert_eq!(q.flush_to(&mut w).unwrap(), Flush::Done);
         assert_eq!(w.out, b"shared-frame-ownedshared-frame");
         assert_eq!(q.pending(), 0);
+    }
+
+    #[test]
+    fn drop_unstarted_keeps_only_the_frame_in_flight() {
+        let mut q = OutQueue::default();
+        q.push(Chunk::Shared(Rc::from(&b"first"[..])));
+        q.push(Chunk::Shared(Rc::from(&b"second"[..])));
+        q.push(Chunk::Owned(b"third".to_vec()));
+        let mut w = Trickle {
+            out: Vec::new(),
+            limit: 2,
+            budget: 2,
+        };
+        assert_eq!(q.flush_to(&mut w).unwrap(), Flush::Blocked);
+        q.drop_unstarted();
+        assert_eq!((q.pending(), q.backlog()), (3, 0));
+        w.budget = usize::MAX;
+        q.flush_to(&mut w).unwrap();
+        assert_eq!(w.out, b"first");
+
+        let mut fresh = OutQueue::default();
+        fresh.push(Chunk::Owned(b"never started".to_vec()));
+        fresh.drop_unstarted();
+        assert_eq!(fresh.pending(), 0);
     }
 
     #[test]
