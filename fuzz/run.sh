@@ -4,7 +4,7 @@
 #   fuzz/run.sh [SECONDS_PER_TARGET]      (default 30)
 #
 # Environment:
-#   FUZZ_TARGETS="frame_header handshake"  run only these targets (default: all four)
+#   FUZZ_TARGETS="frame_header handshake"  run only these targets (default: all of them)
 #   FUZZ_SANITIZER=address                 build with AddressSanitizer; stable rustc accepts
 #                                          the nightly -Zsanitizer flag only with
 #                                          RUSTC_BOOTSTRAP=1, which this then sets.
@@ -23,7 +23,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
 fi
 cd "$(dirname "$0")"
 
-targets="${FUZZ_TARGETS:-frame_header message_assembler handshake connection}"
+targets="${FUZZ_TARGETS:-frame_header message_assembler handshake connection chat_commands ws_url}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 build_dir=()
 if [ "$sanitizer" != none ]; then
