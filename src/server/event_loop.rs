@@ -192,8 +192,9 @@ impl Server {
                         if !self.peers.contains(key) {
                             continue; // closed earlier in this turn
                         }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read_peer(key);
+                        let closed = event.is_read_closed() || event.is_error();
+                        if event.is_readable() || closed {
+                            self.read_peer(key, closed);
                         }
                         if event.is_writable() {
                             self.mark_dirty(key);
@@ -285,8 +286,10 @@ impl Server {
         }
     }
 
-    /// Reads a connection until `WouldBlock`, handing every byte to its protocol state.
-    fn read_peer(&mut self, key: usize) {
+    /// Reads a connection until it is drained, handing every byte to its protocol state.
+    /// `to_eof`: the peer's FIN (or an error) came with this event, so read until the
+    /// end of the stream is seen rather than stopping at the first short read.
+    fn read_peer(&mut self, key: usize, to_eof: bool) {
         loop {
             let Some(peer) = self.peers.get_mut(key) else {
                 return;
@@ -305,7 +308,14 @@ impl Server {
                     trace!("{}: {n} bytes in", peer.addr);
                     let buf = std::mem::take(&mut self.read_buf);
                     self.feed(key, &buf[..n]);
+                    let drained = n < buf.len();
                     self.read_buf = buf;
+                    // Edge-triggered: a short read emptied the socket, and anything
+                    // arriving later (data or FIN) raises a new event. Skip the read
+                    // that would only say WouldBlock.
+                    if drained && !to_eof {
+                        return;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -423,23 +433,17 @@ impl Server {
             }
             Event::Message(message) => {
                 let id = peer.id;
-                match self.config.mode.react(&message) {
-                    Reaction::Print => {}
-                    Reaction::PrintAndEcho => {
-                        if let Some(frame) = peer.proto.send(message.kind, &message.data) {
-                            peer.out.push(Chunk::Owned(frame));
-                        }
-                    }
-                    Reaction::PrintAndChat => {
-                        if let Some(chat) = &mut self.chat {
-                            deliveries = match message.as_text() {
-                                Some(text) => chat.on_text(id, text),
-                                None => chat.on_binary(id, message.data.len()),
-                            };
-                        }
-                    }
+                let reaction = self.config.mode.react(&message);
+                if let (Reaction::PrintAndChat, Some(chat)) = (&reaction, &mut self.chat) {
+                    deliveries = match message.as_text() {
+                        Some(text) => chat.on_text(id, text),
+                        None => chat.on_binary(id, message.data.len()),
+                    };
                 }
                 self.print(id, &message);
+                if reaction == Reaction::PrintAndEcho {
+                    self.echo(key, message);
+                }
             }
             Event::Pong(_) => trace!("#{}: pong", peer.id),
             Event::Transmit(bytes) => peer.out.push(Chunk::Owned(bytes)),
@@ -488,6 +492,25 @@ impl Server {
         }
         self.deliver(deliveries);
         early
+    }
+
+    /// Echo mode: sends a message back to its sender, same kind, same bytes. The header
+    /// goes inline and the payload as the buffer it arrived in: one writev, no copy.
+    fn echo(&mut self, key: usize, message: Message) {
+        let Some(peer) = self.peers.get_mut(key) else {
+            return;
+        };
+        if !peer.proto.can_send() {
+            return;
+        }
+        let header = FrameHeader {
+            fin: true,
+            opcode: message.opcode(),
+            masking_key: None,
+            payload_len: message.data.len() as u64,
+        };
+        peer.out.push(Chunk::header(&header));
+        peer.out.push(Chunk::Owned(message.data));
     }
 
     /// Queues chat texts on their recipients. A text for several connections is framed
@@ -871,7 +894,7 @@ impl Server {
                 }
                 if peer.read_paused {
                     peer.read_paused = false;
-                    self.read_peer(key);
+                    self.read_peer(key, true);
                     return;
                 }
                 if peer.proto.is_done() && !peer.fin_sent {
@@ -945,9 +968,12 @@ impl Server {
         if !self.stdout_ok {
             return;
         }
-        let result = match message.as_text() {
-            Some(text) => print_text_line(&mut self.stdout, id, text),
-            None => writeln!(self.stdout, "{id}: <binary, {} bytes>", message.data.len()),
+        // Text was proven UTF-8 as it arrived (§8.1); it is written out as the bytes it is.
+        let result = match message.kind {
+            MessageKind::Text => print_text_line(&mut self.stdout, id, &message.data),
+            MessageKind::Binary => {
+                writeln!(self.stdout, "{id}: <binary, {} bytes>", message.data.len())
+            }
         };
         if let Err(e) = result {
             error!("stdout: {e}; client messages will no longer be printed");
@@ -967,19 +993,15 @@ impl Server {
 
 /// Writes `<id>: <text>` as one line: a newline or carriage return inside the message is
 /// shown as `\n` or `\r`, so one message is always one line.
-fn print_text_line(out: &mut impl Write, id: u64, text: &str) -> io::Result<()> {
+fn print_text_line(out: &mut impl Write, id: u64, text: &[u8]) -> io::Result<()> {
     write!(out, "{id}: ")?;
     let mut rest = text;
-    while let Some(i) = rest.find(['\n', '\r']) {
-        out.write_all(&rest.as_bytes()[..i])?;
-        out.write_all(if rest.as_bytes()[i] == b'\n' {
-            b"\\n"
-        } else {
-            b"\\r"
-        })?;
+    while let Some(i) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+        out.write_all(&rest[..i])?;
+        out.write_all(if rest[i] == b'\n' { b"\\n" } else { b"\\r" })?;
         rest = &rest[i + 1..];
     }
-    out.write_all(rest.as_bytes())?;
+    out.write_all(rest)?;
     out.write_all(b"\n")
 }
 

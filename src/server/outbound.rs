@@ -9,6 +9,8 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::rc::Rc;
 
+use crate::protocol::frame::{FrameHeader, MAX_HEADER_LEN};
+
 /// Most slices handed to one `writev` (Linux's `IOV_MAX` is 1024).
 const MAX_IOV: usize = 64;
 
@@ -19,13 +21,24 @@ pub enum Chunk {
     Shared(Rc<[u8]>),
     /// Bytes for this connection alone (a pong, an echo, an HTTP response).
     Owned(Vec<u8>),
+    /// A frame header kept inline, with no allocation: the payload follows as its own
+    /// chunk (an echo sends the buffer a message arrived in, uncopied).
+    Header([u8; MAX_HEADER_LEN], u8),
 }
 
 impl Chunk {
+    /// A chunk holding `header` encoded (§5.2).
+    pub fn header(header: &FrameHeader) -> Chunk {
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let len = header.encode(&mut bytes);
+        Chunk::Header(bytes, len as u8)
+    }
+
     fn bytes(&self) -> &[u8] {
         match self {
             Chunk::Shared(b) => b,
             Chunk::Owned(b) => b,
+            Chunk::Header(b, len) => &b[..usize::from(*len)],
         }
     }
 }
