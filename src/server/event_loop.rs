@@ -2,6 +2,7 @@
 
 use std::io::{self, BufWriter, Read, Stdout, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::num::NonZeroU64;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -46,7 +47,6 @@ const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// One TCP connection and its protocol state.
 struct Peer {
     socket: TcpStream,
-    addr: SocketAddr,
     /// The id shown on the console; 0 until the WebSocket upgrade.
     id: u64,
     /// Index of the WebSocket path it connected to.
@@ -54,9 +54,9 @@ struct Peer {
     proto: Connection,
     out: OutQueue,
     /// When the TCP connection was accepted.
-    since: Instant,
+    since: Millis,
     /// When the peer last sent anything.
-    heard: Instant,
+    heard: Millis,
     /// A keepalive ping is outstanding.
     pinged: bool,
     /// `WRITABLE` interest is registered.
@@ -70,7 +70,34 @@ struct Peer {
     /// Reading is paused until its own output drains (it sends faster than it reads).
     read_paused: bool,
     /// Drop the connection at this time if it is still around (closing handshakes).
-    deadline: Option<Instant>,
+    deadline: Option<Millis>,
+}
+
+/// A moment as milliseconds since the server started, plus one so that an
+/// `Option<Millis>` still takes 8 bytes: half an `Instant`, which adds up over 10,000 idle
+/// connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Millis(NonZeroU64);
+
+impl Millis {
+    /// `t`, counted from `epoch`.
+    fn at(epoch: Instant, t: Instant) -> Millis {
+        let ms =
+            u64::try_from(t.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX - 1);
+        Millis(NonZeroU64::MIN.saturating_add(ms))
+    }
+
+    /// Back to an `Instant`.
+    fn instant(self, epoch: Instant) -> Instant {
+        epoch + Duration::from_millis(self.0.get() - 1)
+    }
+}
+
+/// Who is at the other end, for a log line (the socket knows; a peer keeps no copy).
+fn peer_name(socket: &TcpStream) -> String {
+    socket
+        .peer_addr()
+        .map_or_else(|_| "(gone)".to_owned(), |addr| addr.to_string())
 }
 
 /// The wscast server: call [`Server::bind`], then [`Server::run`].
@@ -101,6 +128,8 @@ pub struct Server {
     hurry: bool,
     /// The nearest timer deadline of any connection: the poll sleeps until then.
     next_tick: Instant,
+    /// When the server started: connections keep their times as [`Millis`] from here.
+    epoch: Instant,
     /// `accept` failed for lack of file descriptors: retry when a connection closes.
     accept_blocked: bool,
 }
@@ -140,6 +169,7 @@ impl Server {
             shutdown: None,
             hurry: false,
             next_tick: Instant::now() + MAX_SLEEP,
+            epoch: Instant::now(),
             accept_blocked: false,
         })
     }
@@ -251,13 +281,12 @@ impl Server {
                     self.next_tick = self.next_tick.min(now + HEAD_TIMEOUT);
                     entry.insert(Peer {
                         socket,
-                        addr,
                         id: 0,
                         path: 0,
                         proto: Connection::server(self.config.max_message),
                         out: OutQueue::default(),
-                        since: now,
-                        heard: now,
+                        since: Millis::at(self.epoch, now),
+                        heard: Millis::at(self.epoch, now),
                         pinged: false,
                         writable: false,
                         dirty: false,
@@ -303,9 +332,9 @@ impl Server {
             match peer.socket.read(&mut self.read_buf) {
                 Ok(0) => return self.on_eof(key),
                 Ok(n) => {
-                    peer.heard = Instant::now();
+                    peer.heard = Millis::at(self.epoch, Instant::now());
                     peer.pinged = false;
-                    trace!("{}: {n} bytes in", peer.addr);
+                    trace!("#{}: {n} bytes in", peer.id);
                     let buf = std::mem::take(&mut self.read_buf);
                     self.feed(key, &buf[..n]);
                     let drained = n < buf.len();
@@ -392,18 +421,21 @@ impl Server {
                         self.open += 1;
                         info!(
                             "#{} connected from {} to {}",
-                            peer.id, peer.addr, self.config.paths[path]
+                            peer.id,
+                            peer_name(&peer.socket),
+                            self.config.paths[path]
                         );
                         early = Some(peer.proto.accept(&upgrade, &mut follow));
                         if let Some(interval) = self.config.ping_interval {
-                            self.next_tick = self.next_tick.min(peer.heard + interval);
+                            let due = peer.heard.instant(self.epoch) + interval;
+                            self.next_tick = self.next_tick.min(due);
                         }
                         if let Some(chat) = &mut self.chat {
                             deliveries = chat.on_open(peer.id, peer.path);
                         }
                     }
                     Route::Broadcast(body) => {
-                        let addr = peer.addr;
+                        let addr = peer_name(&peer.socket);
                         let n = self.broadcast(body_frame(&body));
                         info!(
                             "{addr}: POST /broadcast sent {} bytes to {n} client(s)",
@@ -416,7 +448,7 @@ impl Server {
                     Route::Respond(response) => {
                         debug!(
                             "{}: {} {} -> {}",
-                            peer.addr,
+                            peer_name(&peer.socket),
                             request.method,
                             request.path,
                             String::from_utf8_lossy(
@@ -428,7 +460,10 @@ impl Server {
                 }
             }
             Event::BadRequest(status) => {
-                debug!("{}: unusable request, answering {status}", peer.addr);
+                debug!(
+                    "{}: unusable request, answering {status}",
+                    peer_name(&peer.socket)
+                );
                 peer.out.push(Chunk::Owned(http::bad_request(status)));
             }
             Event::Message(message) => {
@@ -474,7 +509,7 @@ impl Server {
                 warn!(
                     "#{} ({}): {error}; closing with {}",
                     peer.id,
-                    peer.addr,
+                    peer_name(&peer.socket),
                     error.close_code()
                 );
                 if let Some(chat) = &mut self.chat {
@@ -710,9 +745,9 @@ impl Server {
                 "{:>6}  {:<12} {:<22} {:<8} {:>7}s{state}",
                 peer.id,
                 self.config.paths[usize::from(peer.path)],
-                peer.addr.to_string(),
+                peer_name(&peer.socket),
                 chat.and_then(|c| c.room(peer.id)).unwrap_or("-"),
-                now.duration_since(peer.since).as_secs()
+                now.duration_since(peer.since.instant(self.epoch)).as_secs()
             );
         }
         eprintln!("{n} open connection(s)");
@@ -735,7 +770,7 @@ impl Server {
             peer.announced = true;
             peer.out.push(Chunk::Owned(frame));
             let deadline = Instant::now() + CLOSE_TIMEOUT;
-            peer.deadline = Some(deadline);
+            peer.deadline = Some(Millis::at(self.epoch, deadline));
             self.next_tick = self.next_tick.min(deadline);
             let id = peer.id;
             self.mark_dirty(key);
@@ -799,8 +834,9 @@ impl Server {
         let mut expired: Vec<(usize, &'static str)> = Vec::new();
         let ping_interval = self.config.ping_interval;
         let idle_timeout = self.config.idle_timeout;
+        let epoch = self.epoch;
         for (key, peer) in self.peers.iter_mut() {
-            if let Some(deadline) = peer.deadline {
+            if let Some(deadline) = peer.deadline.map(|d| d.instant(epoch)) {
                 if now >= deadline {
                     expired.push((key, "did not finish closing in time"));
                 } else {
@@ -810,7 +846,7 @@ impl Server {
             }
             match peer.proto.state() {
                 State::Connecting => {
-                    let due = peer.since + HEAD_TIMEOUT;
+                    let due = peer.since.instant(epoch) + HEAD_TIMEOUT;
                     if now >= due {
                         expired.push((key, "request head not finished within 10 s"));
                     } else {
@@ -821,7 +857,8 @@ impl Server {
                     let Some(interval) = ping_interval else {
                         continue;
                     };
-                    let silent = now.duration_since(peer.heard);
+                    let heard = peer.heard.instant(epoch);
+                    let silent = now.duration_since(heard);
                     if silent >= idle_timeout {
                         expired.push((key, "silent past --idle-timeout"));
                         continue;
@@ -838,9 +875,9 @@ impl Server {
                         }
                     }
                     // Next: the ping when it is due, then the idle cut-off.
-                    next = next.min(peer.heard + idle_timeout);
+                    next = next.min(heard + idle_timeout);
                     if !peer.pinged {
-                        next = next.min(peer.heard + interval);
+                        next = next.min(heard + interval);
                     }
                 }
                 _ => {}
@@ -903,7 +940,7 @@ impl Server {
                     peer.fin_sent = true;
                     let _ = peer.socket.shutdown(Shutdown::Write);
                     let deadline = Instant::now() + CLOSE_TIMEOUT;
-                    peer.deadline = Some(deadline);
+                    peer.deadline = Some(Millis::at(self.epoch, deadline));
                     self.next_tick = self.next_tick.min(deadline);
                 }
             }
@@ -911,7 +948,8 @@ impl Server {
                 let backlog = peer.out.backlog();
                 warn!(
                     "#{} ({}) is too slow: {backlog} bytes waiting (over --max-backlog)",
-                    peer.id, peer.addr
+                    peer.id,
+                    peer_name(&peer.socket)
                 );
                 // Drop what it has not started receiving and tell it why with 1008
                 // (§7.4.1 "a message that violates its policy"), behind the frame in
@@ -945,21 +983,26 @@ impl Server {
         }
         let mut peer = self.peers.remove(key);
         let _ = self.poll.registry().deregister(&mut peer.socket);
-        drop(peer.socket);
-        if self.accept_blocked {
-            self.accept();
-        }
         peer.proto.abort();
         if peer.id != 0 {
             self.open -= 1;
             if peer.announced {
                 debug!("#{} disconnected: {why}", peer.id);
             } else {
-                info!("#{} ({}) disconnected: {why}", peer.id, peer.addr);
+                info!(
+                    "#{} ({}) disconnected: {why}",
+                    peer.id,
+                    peer_name(&peer.socket)
+                );
             }
             self.chat_leave(peer.id);
         } else {
-            debug!("{}: {why}", peer.addr);
+            debug!("{}: {why}", peer_name(&peer.socket));
+        }
+        // Close the socket now: its descriptor may be what a blocked accept needs.
+        drop(peer);
+        if self.accept_blocked {
+            self.accept();
         }
     }
 
