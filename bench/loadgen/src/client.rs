@@ -334,6 +334,8 @@ impl Driver {
             }
             match conn.sock.peer_addr() {
                 Ok(_) => {
+                    // Small frames must not wait for Nagle's algorithm.
+                    let _ = conn.sock.set_nodelay(true);
                     conn.phase = Phase::Upgrading;
                     let request = client_request(&self.target.host, &self.target.path, &conn.key);
                     conn.out.extend_from_slice(&request);
