@@ -52,7 +52,7 @@ cleanup() {
     for pid in "${PIDS[@]}"; do
         kill -9 "$pid" 2>/dev/null || true
     done
-    exec 3>&- 2>/dev/null || true
+    exec 3>&-
     [[ -n $FIFO ]] && rm -f "$FIFO"
 }
 trap cleanup EXIT
@@ -90,7 +90,7 @@ FIFO=$(mktemp -u /tmp/wscast-bench.XXXXXX)
 # new_fifo: a fresh fifo for a broadcast server's stdin, held open here for writing so
 # the server never sees EOF between feeders and opening it for reading never blocks.
 new_fifo() {
-    exec 3>&- 2>/dev/null || true
+    exec 3>&-
     rm -f "$FIFO"
     mkfifo "$FIFO"
     exec 3<>"$FIFO"
@@ -373,9 +373,13 @@ ms() { awk -v u="$1" 'BEGIN { if (u == "-") print "-"; else printf "%.2f ms\n", 
     best=$(awk -v a="$tt" -v b="$fw" 'BEGIN {print (a > b) ? a : b}')
     wc=$(M handshake wscast per_cpu) ttc=$(M handshake tt-echo per_cpu) fwc=$(M handshake fws-echo per_cpu)
     bestc=$(awk -v a="$ttc" -v b="$fwc" 'BEGIN {print (a > b) ? a : b}')
-    echo "| 5 | handshakes (connect, upgrade, close), 32 at a time | per second | $(fmt "$w") | tt-echo $(fmt "$tt"), fws-echo $(fmt "$fw") | $(ratio "$w" "$best") best | ≥ 1.0× best | $(check "$w" "$best" 'a >= b') |"
+    echo "| 5 | handshakes (connect, upgrade, close), 32 at a time | per second (server % / loadgen % CPU) | $(fmt "$w") ($(M handshake wscast server_pct)% / $(M handshake wscast loadgen_pct)%) | tt-echo $(fmt "$tt") ($(M handshake tt-echo server_pct)% / $(M handshake tt-echo loadgen_pct)%), fws-echo $(fmt "$fw") ($(M handshake fws-echo server_pct)% / $(M handshake fws-echo loadgen_pct)%) | $(ratio "$w" "$best") best | ≥ 1.0× best | $(check "$w" "$best" 'a >= b') |"
     echo "| 5 | 〃 | per server CPU-second | $(fmt "$wc") | tt-echo $(fmt "$ttc"), fws-echo $(fmt "$fwc") | $(ratio "$wc" "$bestc") best | ≥ 1.0× best | $(check "$wc" "$bestc" 'a >= b') |"
     echo
+    echo "Ratios are wscast ÷ peer, each the ratio of medians. \"server % / loadgen %\" is each process's CPU"
+    echo "share over the measured window: where the load generator nears 100%, or neither side is"
+    echo "near 100% (a closed loop waiting on itself, or other work on the machine), raw rates say more"
+    echo "about the set-up than the server, and the per-server-CPU-second rows are the comparison."
     echo "Raw numbers of every run: \`bench/out/raw.tsv\` (not committed). Reproduce: \`bench/run.sh\`."
 } | tee "$OUT/results.md"
 
