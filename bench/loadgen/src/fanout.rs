@@ -24,6 +24,8 @@ pub struct Args {
     pub quiet: Duration,
     pub concurrency: usize,
     pub server_pid: Option<u32>,
+    /// Fixed `SO_RCVBUF` per client.
+    pub rcvbuf: Option<usize>,
 }
 
 struct Fanout {
@@ -135,6 +137,7 @@ impl Handler for Fanout {
 
 pub fn run(args: Args) -> io::Result<()> {
     let mut d = Driver::new(args.target)?;
+    d.rcvbuf = args.rcvbuf;
     let mut h = Fanout {
         latency: stats::latency_histogram(),
         deliveries: 0,

@@ -59,6 +59,9 @@ enum Cmd {
         /// The server's pid, to measure its CPU time over the run.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// Fix each client's SO_RCVBUF (bytes) instead of letting the kernel autotune it.
+        #[arg(long)]
+        rcvbuf: Option<usize>,
     },
     /// Closed-loop echo: each connection keeps `depth` messages in flight.
     Echo {
@@ -120,7 +123,7 @@ fn main() -> ExitCode {
                 idle::run(idle::Args { target, n, hold: secs(hold), concurrency })
             })
         }
-        Cmd::Fanout { url, n, duration, quiet, concurrency, server_pid } => {
+        Cmd::Fanout { url, n, duration, quiet, concurrency, server_pid, rcvbuf } => {
             target(&url).map(|target| {
                 fanout::run(fanout::Args {
                     target,
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
                     quiet: secs(quiet),
                     concurrency,
                     server_pid,
+                    rcvbuf,
                 })
             })
         }
