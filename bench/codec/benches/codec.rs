@@ -39,16 +39,22 @@ fn mask(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("memcpy", label(n)), &n, |b, _| {
             b.iter(|| buf.copy_from_slice(black_box(&src)))
         });
-        g.bench_with_input(BenchmarkId::new("apply_mask in place", label(n)), &n, |b, _| {
-            b.iter(|| apply_mask(black_box(&mut buf), KEY, 1))
-        });
+        g.bench_with_input(
+            BenchmarkId::new("apply_mask in place", label(n)),
+            &n,
+            |b, _| b.iter(|| apply_mask(black_box(&mut buf), KEY, 1)),
+        );
         let mut out = Vec::with_capacity(n);
-        g.bench_with_input(BenchmarkId::new("extend_from_slice", label(n)), &n, |b, _| {
-            b.iter(|| {
-                out.clear();
-                out.extend_from_slice(black_box(&src));
-            })
-        });
+        g.bench_with_input(
+            BenchmarkId::new("extend_from_slice", label(n)),
+            &n,
+            |b, _| {
+                b.iter(|| {
+                    out.clear();
+                    out.extend_from_slice(black_box(&src));
+                })
+            },
+        );
         g.bench_with_input(BenchmarkId::new("unmask_into", label(n)), &n, |b, _| {
             b.iter(|| {
                 out.clear();
@@ -72,7 +78,11 @@ fn header(len: u64, masked: bool) -> FrameHeader {
 /// server writes: unmasked), for 7-, 16- and 64-bit lengths.
 fn frame_header(c: &mut Criterion) {
     let mut g = c.benchmark_group("frame_header");
-    for (name, len) in [("7-bit len", 20u64), ("16-bit len", 16384), ("64-bit len", 1 << 20)] {
+    for (name, len) in [
+        ("7-bit len", 20u64),
+        ("16-bit len", 16384),
+        ("64-bit len", 1 << 20),
+    ] {
         let h = header(len, true);
         let mut bytes = [0u8; MAX_HEADER_LEN];
         let n = h.encode(&mut bytes);
@@ -120,44 +130,58 @@ fn utf8(c: &mut Criterion) {
             let data = text(n, ascii_only);
             let id = format!("{kind} {}", label(n));
             g.throughput(Throughput::Bytes(data.len() as u64));
-            g.bench_with_input(BenchmarkId::new("std::str::from_utf8", &id), &data, |b, d| {
-                b.iter(|| std::str::from_utf8(black_box(d)).is_ok())
-            });
-            g.bench_with_input(BenchmarkId::new("Assembler, one frame", &id), &data, |b, d| {
-                let mut asm = Assembler::default();
-                b.iter(|| {
-                    let h = FrameHeader {
-                        fin: true,
-                        opcode: OpCode::Text,
-                        masking_key: None,
-                        payload_len: d.len() as u64,
-                    };
-                    asm.begin_frame(&h, usize::MAX).unwrap();
-                    asm.push(black_box(d), None, 0).unwrap();
-                    asm.end_frame(true).unwrap()
-                })
-            });
-            if n > 1024 {
-                g.bench_with_input(BenchmarkId::new("Assembler, 1 KiB fragments", &id), &data, |b, d| {
+            g.bench_with_input(
+                BenchmarkId::new("std::str::from_utf8", &id),
+                &data,
+                |b, d| b.iter(|| std::str::from_utf8(black_box(d)).is_ok()),
+            );
+            g.bench_with_input(
+                BenchmarkId::new("Assembler, one frame", &id),
+                &data,
+                |b, d| {
                     let mut asm = Assembler::default();
                     b.iter(|| {
-                        let chunks: Vec<&[u8]> = d.chunks(1024).collect();
-                        let last = chunks.len() - 1;
-                        let mut message = None;
-                        for (i, chunk) in chunks.iter().enumerate() {
-                            let h = FrameHeader {
-                                fin: i == last,
-                                opcode: if i == 0 { OpCode::Text } else { OpCode::Continuation },
-                                masking_key: None,
-                                payload_len: chunk.len() as u64,
-                            };
-                            asm.begin_frame(&h, usize::MAX).unwrap();
-                            asm.push(black_box(chunk), None, 0).unwrap();
-                            message = asm.end_frame(i == last).unwrap();
-                        }
-                        message
+                        let h = FrameHeader {
+                            fin: true,
+                            opcode: OpCode::Text,
+                            masking_key: None,
+                            payload_len: d.len() as u64,
+                        };
+                        asm.begin_frame(&h, usize::MAX).unwrap();
+                        asm.push(black_box(d), None, 0).unwrap();
+                        asm.end_frame(true).unwrap()
                     })
-                });
+                },
+            );
+            if n > 1024 {
+                g.bench_with_input(
+                    BenchmarkId::new("Assembler, 1 KiB fragments", &id),
+                    &data,
+                    |b, d| {
+                        let mut asm = Assembler::default();
+                        b.iter(|| {
+                            let chunks: Vec<&[u8]> = d.chunks(1024).collect();
+                            let last = chunks.len() - 1;
+                            let mut message = None;
+                            for (i, chunk) in chunks.iter().enumerate() {
+                                let h = FrameHeader {
+                                    fin: i == last,
+                                    opcode: if i == 0 {
+                                        OpCode::Text
+                                    } else {
+                                        OpCode::Continuation
+                                    },
+                                    masking_key: None,
+                                    payload_len: chunk.len() as u64,
+                                };
+                                asm.begin_frame(&h, usize::MAX).unwrap();
+                                asm.push(black_box(chunk), None, 0).unwrap();
+                                message = asm.end_frame(i == last).unwrap();
+                            }
+                            message
+                        })
+                    },
+                );
             }
         }
     }

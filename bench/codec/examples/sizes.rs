@@ -11,9 +11,18 @@ fn main() {
     println!("Connection   {:>4} bytes", size_of::<Connection>());
     println!("  Assembler  {:>4} bytes", size_of::<Assembler>());
     println!("  FrameHeader{:>4} bytes", size_of::<FrameHeader>());
-    println!("Vec<u8>      {:>4} bytes (each empty Vec in a struct)", size_of::<Vec<u8>>());
-    println!("std::net::SocketAddr {:>4} bytes", size_of::<std::net::SocketAddr>());
-    println!("std::time::Instant   {:>4} bytes", size_of::<std::time::Instant>());
+    println!(
+        "Vec<u8>      {:>4} bytes (each empty Vec in a struct)",
+        size_of::<Vec<u8>>()
+    );
+    println!(
+        "std::net::SocketAddr {:>4} bytes",
+        size_of::<std::net::SocketAddr>()
+    );
+    println!(
+        "std::time::Instant   {:>4} bytes",
+        size_of::<std::time::Instant>()
+    );
     println!(
         "VecDeque<(tag, Rc<[u8]>)> {:>4} bytes header, 32 bytes per slot",
         size_of::<std::collections::VecDeque<(u64, std::rc::Rc<[u8]>)>>()

@@ -237,6 +237,8 @@ pub struct Driver {
     again: Vec<usize>,
     /// `SO_RCVBUF` for new connections (`None`: the kernel's autotuning).
     pub rcvbuf: Option<usize>,
+    /// Counter for the loopback source addresses.
+    next_source: u32,
 }
 
 /// Reads of one socket per turn before the others get theirs. Reading a socket until
@@ -258,15 +260,13 @@ impl Driver {
             dirty: Vec::new(),
             again: Vec::new(),
             rcvbuf: None,
+            next_source: 0,
         })
     }
 
     /// Starts one connection.
     pub fn connect(&mut self) -> io::Result<usize> {
-        let mut sock = TcpStream::connect(self.target.addr)?;
-        if let Some(bytes) = self.rcvbuf {
-            set_rcvbuf(&sock, bytes)?;
-        }
+        let mut sock = self.open_socket()?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         self.poll.registry().register(
@@ -303,6 +303,36 @@ impl Driver {
         });
         self.pending += 1;
         Ok(key)
+    }
+
+    /// A non-blocking socket connecting to the target. On IPv4 loopback each connection
+    /// gets its own source address out of 127.0.0.0/8: a server that closes first keeps
+    /// every connection in TIME-WAIT for a minute, and at thousands of handshakes per
+    /// second the 28,000 ephemeral ports of one source address come round again within
+    /// seconds; a SYN that lands on such a TIME-WAIT entry waits a 1 s retransmission.
+    fn open_socket(&mut self) -> io::Result<TcpStream> {
+        use socket2::{Domain, Socket, Type};
+        let target = self.target.addr;
+        let sock = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+        sock.set_nonblocking(true)?;
+        if let Some(bytes) = self.rcvbuf {
+            sock.set_recv_buffer_size(bytes)?;
+        }
+        if let SocketAddr::V4(v4) = target {
+            if v4.ip().is_loopback() {
+                self.next_source = self.next_source.wrapping_add(1);
+                let n = self.next_source % (250 * 256);
+                let source =
+                    std::net::Ipv4Addr::new(127, 1 + (n / 256) as u8 % 250, (n % 256) as u8, 1);
+                sock.bind(&SocketAddr::from((source, 0)).into())?;
+            }
+        }
+        match sock.connect(&target.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(TcpStream::from_std(sock.into()))
     }
 
     /// Marks a connection for a flush at the end of this turn (after a handler queued
@@ -593,27 +623,6 @@ impl FrameReader {
                 prefix: &self.prefix[..self.prefix_len],
             });
         }
-    }
-}
-
-/// Fixes a socket's receive buffer (which turns off the kernel's autotuning of it).
-fn set_rcvbuf(sock: &TcpStream, bytes: usize) -> io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let value = bytes.min(i32::MAX as usize) as libc::c_int;
-    // SAFETY: a plain setsockopt on a socket we own, with a correctly sized int.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

@@ -91,7 +91,10 @@ pub fn run(args: Args) -> io::Result<()> {
         }
     }
     let clients = d.open;
-    eprintln!("echo: {clients} connections open; running for {:?}", args.duration);
+    eprintln!(
+        "echo: {clients} connections open; running for {:?}",
+        args.duration
+    );
 
     // Start: every connection gets `depth` messages in flight.
     let start = Instant::now();
@@ -122,7 +125,10 @@ pub fn run(args: Args) -> io::Result<()> {
         h.received,
         h.wrong,
         h.failed,
-        h.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+        h.first_error
+            .as_ref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
     );
     let mut report = Report::new("echo");
     report

@@ -202,7 +202,11 @@ pub fn run(args: Args) -> io::Result<()> {
         .unwrap_or_else(|| d.conns.iter().map(|(_, c)| c.next_seq).max().unwrap_or(0));
     let expected = lines * clients as u64;
     let lost = expected.saturating_sub(h.deliveries);
-    let rate = if secs > 0.0 { h.deliveries as f64 / secs } else { 0.0 };
+    let rate = if secs > 0.0 {
+        h.deliveries as f64 / secs
+    } else {
+        0.0
+    };
     eprintln!(
         "fanout: {} lines x {clients} clients: {} deliveries in {secs:.3} s = {rate:.0}/s, lost {lost}, {} clients dropped{}",
         lines,

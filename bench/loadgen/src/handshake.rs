@@ -74,7 +74,10 @@ pub fn run(args: Args) -> io::Result<()> {
         "handshake: {} cycles in {secs:.3} s = {rate:.0}/s, {} failed{}",
         h.completed,
         h.failed,
-        h.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+        h.first_error
+            .as_ref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
     );
     let mut report = Report::new("handshake");
     report

@@ -53,7 +53,10 @@ pub fn run(args: Args) -> io::Result<()> {
             break; // some failed
         }
         if last_print.elapsed() >= Duration::from_secs(1) {
-            eprintln!("idle: {} open, {} connecting, {} failed", d.open, d.pending, h.failed);
+            eprintln!(
+                "idle: {} open, {} connecting, {} failed",
+                d.open, d.pending, h.failed
+            );
             last_print = Instant::now();
         }
         if begin.elapsed() > Duration::from_secs(300) {
@@ -66,7 +69,10 @@ pub fn run(args: Args) -> io::Result<()> {
         "idle: {} open in {connect_secs:.2} s, {} failed{}",
         d.open,
         h.failed,
-        h.first_error.as_ref().map(|e| format!(" (first: {e})")).unwrap_or_default()
+        h.first_error
+            .as_ref()
+            .map(|e| format!(" (first: {e})"))
+            .unwrap_or_default()
     );
     println!("ready {}", d.open);
     io::stdout().flush()?;

@@ -115,41 +115,68 @@ fn main() -> ExitCode {
     let target = |url: &str| client::Target::parse(url);
     let secs = Duration::from_secs_f64;
     let result = match cli.cmd {
-        Cmd::Idle { url, n, hold, concurrency } => {
+        Cmd::Idle {
+            url,
+            n,
+            hold,
+            concurrency,
+        } => {
             if (nofile as usize) < n + 16 {
                 eprintln!("loadgen: open-files limit {nofile} is too low for {n} connections");
             }
             target(&url).map(|target| {
-                idle::run(idle::Args { target, n, hold: secs(hold), concurrency })
-            })
-        }
-        Cmd::Fanout { url, n, duration, quiet, concurrency, server_pid, rcvbuf } => {
-            target(&url).map(|target| {
-                fanout::run(fanout::Args {
+                idle::run(idle::Args {
                     target,
                     n,
-                    duration: secs(duration),
-                    quiet: secs(quiet),
+                    hold: secs(hold),
                     concurrency,
-                    server_pid,
-                    rcvbuf,
                 })
             })
         }
-        Cmd::Echo { url, c, size, depth, duration, binary, server_pid } => {
-            target(&url).map(|target| {
-                echo::run(echo::Args {
-                    target,
-                    connections: c,
-                    size,
-                    depth: depth.max(1),
-                    duration: secs(duration),
-                    binary,
-                    server_pid,
-                })
+        Cmd::Fanout {
+            url,
+            n,
+            duration,
+            quiet,
+            concurrency,
+            server_pid,
+            rcvbuf,
+        } => target(&url).map(|target| {
+            fanout::run(fanout::Args {
+                target,
+                n,
+                duration: secs(duration),
+                quiet: secs(quiet),
+                concurrency,
+                server_pid,
+                rcvbuf,
             })
-        }
-        Cmd::Handshake { url, c, duration, server_pid } => target(&url).map(|target| {
+        }),
+        Cmd::Echo {
+            url,
+            c,
+            size,
+            depth,
+            duration,
+            binary,
+            server_pid,
+        } => target(&url).map(|target| {
+            echo::run(echo::Args {
+                target,
+                connections: c,
+                size,
+                depth: depth.max(1),
+                duration: secs(duration),
+                binary,
+                server_pid,
+            })
+        }),
+        Cmd::Handshake {
+            url,
+            c,
+            duration,
+            server_pid,
+        } => target(&url).map(|target| {
             handshake::run(handshake::Args {
                 target,
                 concurrency: c,
@@ -157,12 +184,27 @@ fn main() -> ExitCode {
                 server_pid,
             })
         }),
-        Cmd::Feed { rate, duration, size, count } => {
+        Cmd::Feed {
+            rate,
+            duration,
+            size,
+            count,
+        } => {
             let rate = match rate.as_str() {
                 "max" => Ok(None),
-                r => r.parse::<f64>().map(Some).map_err(|e| format!("--rate {r}: {e}")),
+                r => r
+                    .parse::<f64>()
+                    .map(Some)
+                    .map_err(|e| format!("--rate {r}: {e}")),
             };
-            rate.map(|rate| feed::run(feed::Args { rate, duration: secs(duration), size, count }))
+            rate.map(|rate| {
+                feed::run(feed::Args {
+                    rate,
+                    duration: secs(duration),
+                    size,
+                    count,
+                })
+            })
         }
     };
     match result {
