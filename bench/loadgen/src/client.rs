@@ -1,0 +1,664 @@
+//! The client side of RFC 6455 for many connections on one mio `Poll`.
+//!
+//! Everything protocol-shaped comes from `wscast::protocol`: the opening handshake
+//! (`client_key`, `client_request`, `check_response`), the §5.2 header codec
+//! (`FrameHeader::decode` with `Role::Client`, `FrameHeader::encode`) and §5.3 masking
+//! (`apply_mask`). What is here is the I/O and a streaming frame reader that never
+//! buffers a payload: it keeps the first [`PREFIX`] bytes of each frame (enough for a
+//! sequence number and a time stamp, or a control frame's whole payload) and counts the
+//! rest, so a 1 MiB broadcast to 1,000 clients costs the load generator no memory.
+
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use wscast::protocol::frame::{Decoded, FrameHeader, MAX_HEADER_LEN};
+use wscast::protocol::handshake::{check_response, client_key, client_request};
+use wscast::protocol::mask::apply_mask;
+use wscast::protocol::{OpCode, Role};
+
+/// Payload bytes kept from the start of each frame: a control frame's whole payload
+/// (§5.5: at most 125 bytes), or the head of a data frame.
+pub const PREFIX: usize = 128;
+
+/// Size of the one read buffer every connection shares.
+const READ_BUF: usize = 256 * 1024;
+
+/// Where to connect: `ws://HOST:PORT/PATH`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub path: String,
+}
+
+impl Target {
+    /// Parses a `ws://` URL.
+    pub fn parse(url: &str) -> Result<Target, String> {
+        use std::net::ToSocketAddrs;
+        let rest = url
+            .strip_prefix("ws://")
+            .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+        let (host, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let addr = host
+            .to_socket_addrs()
+            .map_err(|e| format!("{host}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{host}: no address"))?;
+        Ok(Target {
+            addr,
+            host: host.to_owned(),
+            path: path.to_owned(),
+        })
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// TCP connect in progress.
+    Connecting,
+    /// The request is sent; waiting for `101`.
+    Upgrading,
+    /// §4.1: the handshake succeeded; frames flow.
+    Open,
+    /// A Close was sent or received; waiting for the server to close TCP (§7.1.1).
+    Closing,
+}
+
+/// One data frame (or the close/EOF) as the handler sees it.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    pub opcode: OpCode,
+    #[allow(dead_code)]
+    pub fin: bool,
+    /// The whole payload length.
+    pub len: u64,
+    /// The first `min(len, PREFIX)` payload bytes.
+    pub prefix: &'a [u8],
+}
+
+/// A moment, on both clocks: `mono` for intervals, `wall_ns` (nanoseconds since the Unix
+/// epoch) to compare with time stamps written by another process.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall_ns: u64,
+}
+
+impl Now {
+    pub fn get() -> Now {
+        Now {
+            mono: Instant::now(),
+            wall_ns: wall_ns(),
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// What an event says about a socket.
+#[derive(Debug, Clone, Copy)]
+struct Readiness {
+    readable: bool,
+    /// The peer closed its side (or the socket failed): read until EOF.
+    closed: bool,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+pub enum Gone {
+    /// The close handshake completed and the server closed TCP.
+    Clean,
+    /// Anything else: refused, reset, a bad handshake, a protocol error, EOF while open.
+    Failed(String),
+}
+
+/// What a benchmark does with connections.
+pub trait Handler {
+    /// The upgrade succeeded (§4.1).
+    fn on_open(&mut self, key: usize, conn: &mut Conn, now: Now);
+    /// A data frame arrived (servers under test never fragment, so `fin` is set).
+    fn on_frame(&mut self, key: usize, conn: &mut Conn, frame: &Frame<'_>, now: Now);
+    /// The connection is gone and will be forgotten after this call.
+    fn on_gone(&mut self, key: usize, conn: &Conn, why: Gone, now: Now);
+}
+
+/// One client connection.
+pub struct Conn {
+    sock: TcpStream,
+    pub phase: Phase,
+    key: String,
+    head: Vec<u8>,
+    reader: FrameReader,
+    out: Vec<u8>,
+    out_at: usize,
+    rng: u64,
+    close_sent: bool,
+    /// Listed in `Driver::again`.
+    again: bool,
+    /// When the TCP connect started.
+    pub started: Instant,
+    // Scratch space for the handlers.
+    /// Send times of the messages in flight (echo).
+    pub sent: std::collections::VecDeque<Instant>,
+    /// Next expected sequence number (fan-out).
+    pub next_seq: u64,
+    /// Messages received.
+    pub count: u64,
+    /// Lines missing in the sequence (fan-out).
+    pub lost: u64,
+    /// Finished (fan-out: saw the END line).
+    pub done: bool,
+}
+
+impl Conn {
+    /// Queues one masked frame (§5.3: "a client MUST mask all frames that it sends").
+    pub fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) {
+        let masking_key = self.next_key();
+        let header = FrameHeader {
+            fin: true,
+            opcode,
+            masking_key: Some(masking_key),
+            payload_len: payload.len() as u64,
+        };
+        let mut head = [0u8; MAX_HEADER_LEN];
+        let n = header.encode(&mut head);
+        self.out.extend_from_slice(&head[..n]);
+        let start = self.out.len();
+        self.out.extend_from_slice(payload);
+        apply_mask(&mut self.out[start..], masking_key, 0);
+    }
+
+    /// Starts the closing handshake (§7.1.2) with `code`.
+    pub fn close(&mut self, code: u16) {
+        if !self.close_sent {
+            self.send_frame(OpCode::Close, &code.to_be_bytes());
+            self.close_sent = true;
+            self.phase = Phase::Closing;
+        }
+    }
+
+    /// Writes what is queued until done or `WouldBlock`.
+    fn flush(&mut self) -> io::Result<()> {
+        while self.out_at < self.out.len() {
+            match self.sock.write(&self.out[self.out_at..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => self.out_at += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.out.clear();
+        self.out_at = 0;
+        Ok(())
+    }
+
+    /// xorshift64*: masking keys need not be strong here, only varied.
+    fn next_key(&mut self) -> [u8; 4] {
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        let [a, b, c, d, ..] = x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_be_bytes();
+        [a, b, c, d]
+    }
+}
+
+/// All connections, one `Poll`, one thread.
+pub struct Driver {
+    poll: Poll,
+    events: Events,
+    pub conns: Slab<Conn>,
+    buf: Vec<u8>,
+    target: Target,
+    rng: u64,
+    /// Connections not yet open (connecting or upgrading).
+    pub pending: usize,
+    /// Connections open or closing.
+    pub open: usize,
+    dirty: Vec<usize>,
+    /// Connections that still had bytes when their read budget ran out: read again next
+    /// turn (edge-triggered epoll will not report them again).
+    again: Vec<usize>,
+    /// `SO_RCVBUF` for new connections (`None`: the kernel's autotuning).
+    pub rcvbuf: Option<usize>,
+    /// Counter for the loopback source addresses.
+    next_source: u32,
+}
+
+/// Reads of one socket per turn before the others get theirs. Reading a socket until
+/// `WouldBlock` starves the rest when the server refills it as fast as it is read: one
+/// client then keeps up while 999 fall behind, which is not what 1,000 real clients do.
+const READS_PER_TURN: usize = 2;
+
+impl Driver {
+    pub fn new(target: Target) -> io::Result<Driver> {
+        Ok(Driver {
+            poll: Poll::new()?,
+            events: Events::with_capacity(4096),
+            conns: Slab::new(),
+            buf: vec![0; READ_BUF],
+            target,
+            rng: wall_ns() | 1,
+            pending: 0,
+            open: 0,
+            dirty: Vec::new(),
+            again: Vec::new(),
+            rcvbuf: None,
+            next_source: 0,
+        })
+    }
+
+    /// Starts one connection.
+    pub fn connect(&mut self) -> io::Result<usize> {
+        let mut sock = self.open_socket()?;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        self.poll.registry().register(
+            &mut sock,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        self.rng = splitmix(self.rng);
+        let nonce = {
+            let a = splitmix(self.rng).to_le_bytes();
+            let b = splitmix(self.rng ^ 0x9E37_79B9).to_le_bytes();
+            let mut n = [0u8; 16];
+            n[..8].copy_from_slice(&a);
+            n[8..].copy_from_slice(&b);
+            n
+        };
+        entry.insert(Conn {
+            sock,
+            phase: Phase::Connecting,
+            key: client_key(&nonce),
+            head: Vec::new(),
+            reader: FrameReader::default(),
+            out: Vec::new(),
+            out_at: 0,
+            rng: self.rng | 1,
+            close_sent: false,
+            again: false,
+            started: Instant::now(),
+            sent: Default::default(),
+            next_seq: 0,
+            count: 0,
+            lost: 0,
+            done: false,
+        });
+        self.pending += 1;
+        Ok(key)
+    }
+
+    /// A non-blocking socket connecting to the target. On IPv4 loopback each connection
+    /// gets its own source address out of 127.0.0.0/8: a server that closes first keeps
+    /// every connection in TIME-WAIT for a minute, and at thousands of handshakes per
+    /// second the 28,000 ephemeral ports of one source address come round again within
+    /// seconds; a SYN that lands on such a TIME-WAIT entry waits a 1 s retransmission.
+    fn open_socket(&mut self) -> io::Result<TcpStream> {
+        use socket2::{Domain, Socket, Type};
+        let target = self.target.addr;
+        let sock = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+        sock.set_nonblocking(true)?;
+        if let Some(bytes) = self.rcvbuf {
+            sock.set_recv_buffer_size(bytes)?;
+        }
+        if let SocketAddr::V4(v4) = target {
+            if v4.ip().is_loopback() {
+                self.next_source = self.next_source.wrapping_add(1);
+                let n = self.next_source % (250 * 256);
+                let source =
+                    std::net::Ipv4Addr::new(127, 1 + (n / 256) as u8 % 250, (n % 256) as u8, 1);
+                sock.bind(&SocketAddr::from((source, 0)).into())?;
+            }
+        }
+        match sock.connect(&target.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        Ok(TcpStream::from_std(sock.into()))
+    }
+
+    /// Marks a connection for a flush at the end of this turn (after a handler queued
+    /// frames on it outside a callback).
+    pub fn mark(&mut self, key: usize) {
+        self.dirty.push(key);
+    }
+
+    /// Waits for readiness once (at most `timeout`) and handles everything that is ready.
+    pub fn turn<H: Handler>(&mut self, h: &mut H, timeout: Option<Duration>) -> io::Result<()> {
+        self.flush_dirty(h);
+        let again = std::mem::take(&mut self.again);
+        let timeout = if again.is_empty() {
+            timeout
+        } else {
+            Some(Duration::ZERO)
+        };
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let ready: Vec<(usize, Readiness)> = self
+            .events
+            .iter()
+            .map(|e| {
+                let closed = e.is_read_closed() || e.is_error();
+                let readiness = Readiness {
+                    readable: e.is_readable() || closed,
+                    closed,
+                };
+                (e.token().0, readiness)
+            })
+            .collect();
+        for (key, readiness) in ready {
+            if self.conns.contains(key) {
+                self.on_ready(key, readiness, h);
+            }
+        }
+        for key in again {
+            match self.conns.get_mut(key) {
+                // Still listed: no event for it this turn, so read it now.
+                Some(conn) if conn.again => {
+                    conn.again = false;
+                    let readiness = Readiness {
+                        readable: true,
+                        closed: false,
+                    };
+                    self.on_ready(key, readiness, h);
+                }
+                _ => {}
+            }
+        }
+        self.flush_dirty(h);
+        Ok(())
+    }
+
+    fn flush_dirty<H: Handler>(&mut self, h: &mut H) {
+        for key in std::mem::take(&mut self.dirty) {
+            if let Some(conn) = self.conns.get_mut(key) {
+                if let Err(e) = conn.flush() {
+                    self.forget(key, Gone::Failed(format!("write: {e}")), h);
+                }
+            }
+        }
+    }
+
+    fn on_ready<H: Handler>(&mut self, key: usize, readiness: Readiness, h: &mut H) {
+        let conn = &mut self.conns[key];
+        conn.again = false;
+        if conn.phase == Phase::Connecting {
+            match conn.sock.take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => {
+                    return self.forget(key, Gone::Failed(format!("connect: {e}")), h)
+                }
+            }
+            match conn.sock.peer_addr() {
+                Ok(_) => {
+                    // Small frames must not wait for Nagle's algorithm.
+                    let _ = conn.sock.set_nodelay(true);
+                    conn.phase = Phase::Upgrading;
+                    let request = client_request(&self.target.host, &self.target.path, &conn.key);
+                    conn.out.extend_from_slice(&request);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => return self.forget(key, Gone::Failed(format!("connect: {e}")), h),
+            }
+        }
+        if readiness.readable {
+            let mut buf = std::mem::take(&mut self.buf);
+            self.read(key, &mut buf, readiness.closed, h);
+            self.buf = buf;
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
+            if let Err(e) = conn.flush() {
+                self.forget(key, Gone::Failed(format!("write: {e}")), h);
+            }
+        }
+    }
+
+    /// Reads until the socket is drained, handing the bytes to the handshake check or
+    /// the frame reader. A read shorter than the buffer drained the socket: with
+    /// edge-triggered epoll, bytes arriving after it raise a new event, so the read that
+    /// would only say `WouldBlock` is skipped (as tokio does), unless the peer's FIN may
+    /// be waiting behind the data (`closed`).
+    fn read<H: Handler>(&mut self, key: usize, buf: &mut [u8], closed: bool, h: &mut H) {
+        for reads in 1.. {
+            if reads > READS_PER_TURN {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    if !conn.again {
+                        conn.again = true;
+                        self.again.push(key);
+                    }
+                }
+                return;
+            }
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            let n = match conn.sock.read(buf) {
+                Ok(0) => {
+                    let why = if conn.phase == Phase::Closing {
+                        Gone::Clean
+                    } else {
+                        Gone::Failed(format!("EOF while {:?}", conn.phase))
+                    };
+                    return self.forget(key, why, h);
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.forget(key, Gone::Failed(format!("read: {e}")), h),
+            };
+            let drained = n < buf.len() && !closed;
+            let now = Now::get();
+            let mut data = &buf[..n];
+            let mut early = Vec::new();
+            if conn.phase == Phase::Upgrading {
+                conn.head.extend_from_slice(data);
+                match check_response(&conn.head, &conn.key) {
+                    Ok(Decoded::Complete { consumed, .. }) => {
+                        early.extend_from_slice(&conn.head[consumed..]);
+                        conn.head = Vec::new();
+                        conn.phase = Phase::Open;
+                        self.pending -= 1;
+                        self.open += 1;
+                        h.on_open(key, conn, now);
+                        data = &early;
+                    }
+                    Ok(Decoded::Partial) if drained => return,
+                    Ok(Decoded::Partial) => continue,
+                    Err(e) => return self.forget(key, Gone::Failed(format!("handshake: {e}")), h),
+                }
+            }
+            if data.is_empty() {
+                if drained {
+                    return;
+                }
+                continue;
+            }
+            let mut reader = std::mem::take(&mut conn.reader);
+            let result = reader.feed(data, |frame| on_frame(key, conn, frame, now, h));
+            conn.reader = reader;
+            if let Err(e) = result {
+                return self.forget(key, Gone::Failed(format!("protocol: {e}")), h);
+            }
+            if drained {
+                return;
+            }
+        }
+    }
+
+    /// Forgets a connection, telling the handler why.
+    fn forget<H: Handler>(&mut self, key: usize, why: Gone, h: &mut H) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        let _ = self.poll.registry().deregister(&mut conn.sock);
+        match conn.phase {
+            Phase::Connecting | Phase::Upgrading => self.pending -= 1,
+            Phase::Open | Phase::Closing => self.open -= 1,
+        }
+        h.on_gone(key, &conn, why, Now::get());
+    }
+}
+
+/// Control frames are answered here (§5.5.2 pong, §5.5.1 close reply); data frames go
+/// to the handler.
+fn on_frame<H: Handler>(key: usize, conn: &mut Conn, frame: &Frame<'_>, now: Now, h: &mut H) {
+    match frame.opcode {
+        OpCode::Ping => conn.send_frame(OpCode::Pong, frame.prefix),
+        OpCode::Pong => {}
+        OpCode::Close => {
+            if !conn.close_sent {
+                let code = frame.prefix.get(..2).unwrap_or(&[0x03, 0xE8]).to_vec();
+                conn.send_frame(OpCode::Close, &code);
+                conn.close_sent = true;
+            }
+            conn.phase = Phase::Closing;
+        }
+        OpCode::Text | OpCode::Binary | OpCode::Continuation => h.on_frame(key, conn, frame, now),
+    }
+}
+
+/// A streaming §5.2 frame reader for the client role that keeps only each frame's
+/// first [`PREFIX`] payload bytes.
+pub struct FrameReader {
+    head: [u8; MAX_HEADER_LEN],
+    head_len: usize,
+    current: Option<(FrameHeader, u64)>,
+    prefix: [u8; PREFIX],
+    prefix_len: usize,
+}
+
+impl Default for FrameReader {
+    fn default() -> FrameReader {
+        FrameReader {
+            head: [0; MAX_HEADER_LEN],
+            head_len: 0,
+            current: None,
+            prefix: [0; PREFIX],
+            prefix_len: 0,
+        }
+    }
+}
+
+impl FrameReader {
+    /// Consumes `data`, calling `f` for every frame that completes in it.
+    pub fn feed(
+        &mut self,
+        mut data: &[u8],
+        mut f: impl FnMut(&Frame<'_>),
+    ) -> Result<(), wscast::protocol::ProtocolError> {
+        loop {
+            if self.current.is_none() {
+                if data.is_empty() {
+                    return Ok(());
+                }
+                let decoded = if self.head_len == 0 {
+                    FrameHeader::decode(data, Role::Client)?
+                } else {
+                    let add = data.len().min(MAX_HEADER_LEN - self.head_len);
+                    let mut joined = self.head;
+                    joined[self.head_len..self.head_len + add].copy_from_slice(&data[..add]);
+                    match FrameHeader::decode(&joined[..self.head_len + add], Role::Client)? {
+                        Decoded::Complete { value, consumed } => Decoded::Complete {
+                            value,
+                            consumed: consumed - self.head_len,
+                        },
+                        Decoded::Partial => Decoded::Partial,
+                    }
+                };
+                match decoded {
+                    Decoded::Complete { value, consumed } => {
+                        self.head_len = 0;
+                        data = &data[consumed..];
+                        self.current = Some((value, value.payload_len));
+                        self.prefix_len = 0;
+                    }
+                    Decoded::Partial => {
+                        let add = data.len().min(MAX_HEADER_LEN - self.head_len);
+                        self.head[self.head_len..self.head_len + add].copy_from_slice(&data[..add]);
+                        self.head_len += add;
+                        return Ok(());
+                    }
+                }
+            }
+            let Some((header, remaining)) = self.current.as_mut() else {
+                continue;
+            };
+            let take = (*remaining).min(data.len() as u64) as usize;
+            let keep = take.min(PREFIX - self.prefix_len);
+            self.prefix[self.prefix_len..self.prefix_len + keep].copy_from_slice(&data[..keep]);
+            self.prefix_len += keep;
+            *remaining -= take as u64;
+            data = &data[take..];
+            if *remaining > 0 {
+                return Ok(());
+            }
+            let header = *header;
+            self.current = None;
+            f(&Frame {
+                opcode: header.opcode,
+                fin: header.fin,
+                len: header.payload_len,
+                prefix: &self.prefix[..self.prefix_len],
+            });
+        }
+    }
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wscast::protocol::frame::encode_frame;
+
+    #[test]
+    fn reader_handles_any_chunking() {
+        let mut stream = Vec::new();
+        stream.extend(encode_frame(OpCode::Text, b"0 123 hello", None));
+        stream.extend(encode_frame(OpCode::Binary, &vec![7u8; 70_000], None));
+        stream.extend(encode_frame(OpCode::Ping, b"p", None));
+        stream.extend(encode_frame(OpCode::Text, b"END 1", None));
+        for chunk in [1, 2, 3, 13, 100, 65536, stream.len()] {
+            let mut r = FrameReader::default();
+            let mut seen = Vec::new();
+            for piece in stream.chunks(chunk) {
+                r.feed(piece, |f| seen.push((f.opcode, f.len, f.prefix.to_vec())))
+                    .unwrap();
+            }
+            assert_eq!(seen.len(), 4, "chunk {chunk}");
+            assert_eq!(seen[0].2, b"0 123 hello");
+            assert_eq!(seen[1].1, 70_000);
+            assert_eq!(seen[1].2.len(), PREFIX);
+            assert_eq!(seen[2].0, OpCode::Ping);
+            assert_eq!(seen[3].2, b"END 1");
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! loadgen: the load generator of wscast's benchmark suite.
+//!
+//! One thread, one mio `Poll`, every connection non-blocking; the client side of the
+//! protocol is wscast's own `wscast::protocol` (handshake, §5.2 header codec, §5.3
+//! masking), so this binary is also the library's second consumer. Each run ends with one
+//! `RESULT key=value ...` line on stdout for `bench/run.sh`, including the server's CPU
+//! seconds over the measured window (`--server-pid`) and the load generator's own CPU
+//! share: near 100% means the load generator, not the server, was the limit.
+
+mod client;
+mod echo;
+mod fanout;
+mod feed;
+mod handshake;
+mod idle;
+mod stats;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "loadgen", about = "Load generator for wscast's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Open N connections and hold them idle.
+    Idle {
+        #[arg(long)]
+        url: String,
+        #[arg(short, default_value_t = 10_000)]
+        n: usize,
+        /// Seconds to hold them once all are open.
+        #[arg(long, default_value_t = 5.0)]
+        hold: f64,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+    },
+    /// Connect N clients, print `ready`, then count and time every line delivered.
+    Fanout {
+        #[arg(long)]
+        url: String,
+        #[arg(short, default_value_t = 1000)]
+        n: usize,
+        /// Give up this many seconds after `ready`.
+        #[arg(long, default_value_t = 60.0)]
+        duration: f64,
+        /// Stop after this many seconds without a delivery.
+        #[arg(long, default_value_t = 5.0)]
+        quiet: f64,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        /// The server's pid, to measure its CPU time over the run.
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Fix each client's SO_RCVBUF (bytes) instead of letting the kernel autotune it.
+        #[arg(long)]
+        rcvbuf: Option<usize>,
+    },
+    /// Closed-loop echo: each connection keeps `depth` messages in flight.
+    Echo {
+        #[arg(long)]
+        url: String,
+        #[arg(short, default_value_t = 100)]
+        c: usize,
+        /// Payload bytes per message.
+        #[arg(long, default_value_t = 20)]
+        size: usize,
+        #[arg(long, default_value_t = 1)]
+        depth: usize,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Send binary messages instead of text.
+        #[arg(long)]
+        binary: bool,
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// Connect + upgrade + close handshake + TCP close, repeatedly.
+    Handshake {
+        #[arg(long)]
+        url: String,
+        #[arg(short, default_value_t = 32)]
+        c: usize,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        #[arg(long)]
+        server_pid: Option<u32>,
+    },
+    /// Write time-stamped lines to stdout (pipe them into the server's stdin).
+    Feed {
+        /// Lines per second, or `max`.
+        #[arg(long, default_value = "max")]
+        rate: String,
+        #[arg(long, default_value_t = 10.0)]
+        duration: f64,
+        /// Bytes per line, newline not counted.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// Stop after this many lines.
+        #[arg(long)]
+        count: Option<u64>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let nofile = stats::raise_nofile();
+    let target = |url: &str| client::Target::parse(url);
+    let secs = Duration::from_secs_f64;
+    let result = match cli.cmd {
+        Cmd::Idle {
+            url,
+            n,
+            hold,
+            concurrency,
+        } => {
+            if (nofile as usize) < n + 16 {
+                eprintln!("loadgen: open-files limit {nofile} is too low for {n} connections");
+            }
+            target(&url).map(|target| {
+                idle::run(idle::Args {
+                    target,
+                    n,
+                    hold: secs(hold),
+                    concurrency,
+                })
+            })
+        }
+        Cmd::Fanout {
+            url,
+            n,
+            duration,
+            quiet,
+            concurrency,
+            server_pid,
+            rcvbuf,
+        } => target(&url).map(|target| {
+            fanout::run(fanout::Args {
+                target,
+                n,
+                duration: secs(duration),
+                quiet: secs(quiet),
+                concurrency,
+                server_pid,
+                rcvbuf,
+            })
+        }),
+        Cmd::Echo {
+            url,
+            c,
+            size,
+            depth,
+            duration,
+            binary,
+            server_pid,
+        } => target(&url).map(|target| {
+            echo::run(echo::Args {
+                target,
+                connections: c,
+                size,
+                depth: depth.max(1),
+                duration: secs(duration),
+                binary,
+                server_pid,
+            })
+        }),
+        Cmd::Handshake {
+            url,
+            c,
+            duration,
+            server_pid,
+        } => target(&url).map(|target| {
+            handshake::run(handshake::Args {
+                target,
+                concurrency: c,
+                duration: secs(duration),
+                server_pid,
+            })
+        }),
+        Cmd::Feed {
+            rate,
+            duration,
+            size,
+            count,
+        } => {
+            let rate = match rate.as_str() {
+                "max" => Ok(None),
+                r => r
+                    .parse::<f64>()
+                    .map(Some)
+                    .map_err(|e| format!("--rate {r}: {e}")),
+            };
+            rate.map(|rate| {
+                feed::run(feed::Args {
+                    rate,
+                    duration: secs(duration),
+                    size,
+                    count,
+                })
+            })
+        }
+    };
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
