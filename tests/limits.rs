@@ -195,6 +195,16 @@ fn an_echo_client_that_does_not_read_is_throttled_not_dropped() {
 fn a_slow_client_is_closed_with_1008() {
     let mut server = Server::start(&["--max-backlog", "65536"]);
     let mut slow = server.raw_client("/ws");
+    // Slow is slow compared to the others: a client that keeps up reads everything.
+    let mut fast = server.client("/ws");
+    let reader = thread::spawn(move || {
+        for i in 0..5_000 {
+            match read_message(&mut fast) {
+                Message::Text(text) => assert!(text.starts_with(&format!("{i} ")), "{i}"),
+                other => panic!("line {i}: {other:?}"),
+            }
+        }
+    });
     let filler = "y".repeat(1000);
     let mut stdin = Vec::new();
     for i in 0..5_000 {
@@ -215,4 +225,36 @@ fn a_slow_client_is_closed_with_1008() {
         frames += 1;
     }
     assert!(frames < 5_000, "the backlog was not dropped");
+    reader.join().expect("the fast client got every line");
+}
+
+/// A client alone is the least-loaded one: when it falls behind, stdin waits for it
+/// rather than dropping it (SPEC: "the server stops reading stdin until they catch up").
+#[test]
+fn a_lone_slow_client_pauses_stdin_instead_of_being_dropped() {
+    let mut server = Server::start(&["--max-backlog", "65536"]);
+    let mut lone = server.raw_client("/ws");
+    let filler = "z".repeat(1000);
+    let lines: Vec<u8> = (0..3_000)
+        .flat_map(|i| format!("{i} {filler}\n").into_bytes())
+        .collect();
+    let writer = {
+        let mut stdin = server.take_stdin();
+        thread::spawn(move || {
+            stdin.write_all(&lines).unwrap();
+            stdin
+        })
+    };
+    // Read nothing for a while: the server must stop reading stdin, not drop us.
+    thread::sleep(Duration::from_millis(1500));
+    for i in 0..3_000 {
+        let f = read_frame(&mut lone).unwrap_or_else(|e| panic!("line {i}: {e}"));
+        assert_eq!(f.opcode, 0x1, "line {i}");
+        assert!(
+            f.payload.starts_with(format!("{i} ").as_bytes()),
+            "line {i}"
+        );
+    }
+    drop(writer.join().unwrap());
+    assert!(!server.logs().iter().any(|l| l.contains("too slow")));
 }

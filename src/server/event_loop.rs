@@ -41,6 +41,9 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long `/exit` waits for every client's Close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// stdin pauses once even the least-loaded client has this much unsent: enough to keep
+/// every socket busy, small enough that 1,000 clients' kernel buffers stay modest.
+const STDIN_HIGH_WATER: usize = 256 * 1024;
 /// How long the loop may sleep when no timer is due sooner (only while clients exist).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
@@ -97,7 +100,7 @@ impl Millis {
 fn peer_name(socket: &TcpStream) -> String {
     socket
         .peer_addr()
-        .map_or_else(|_| "(gone)".to_owned(), |addr| addr.to_string())
+        .map_or_else(|_| "gone".to_owned(), |addr| addr.to_string())
 }
 
 /// The wscast server: call [`Server::bind`], then [`Server::run`].
@@ -132,6 +135,10 @@ pub struct Server {
     epoch: Instant,
     /// `accept` failed for lack of file descriptors: retry when a connection closes.
     accept_blocked: bool,
+    /// The smallest broadcast backlog of any open connection, as of the last look.
+    least_backlog: usize,
+    /// A broadcast was queued since `least_backlog` was measured.
+    backlog_stale: bool,
 }
 
 impl Server {
@@ -171,6 +178,8 @@ impl Server {
             next_tick: Instant::now() + MAX_SLEEP,
             epoch: Instant::now(),
             accept_blocked: false,
+            least_backlog: 0,
+            backlog_stale: false,
         })
     }
 
@@ -601,6 +610,7 @@ impl Server {
                 continue;
             }
             count += 1;
+            self.backlog_stale = true;
             peer.out.push(Chunk::Shared(frames.clone()));
             if !peer.dirty {
                 peer.dirty = true;
@@ -647,22 +657,35 @@ impl Server {
         }
     }
 
-    /// Whether stdin must wait: every open client is behind, i.e. holds over a quarter of
-    /// `--max-backlog` unsent (the producer then blocks on the pipe instead of wscast
-    /// buffering without bound). One slow client alone among fast ones never pauses
-    /// stdin; it grows to `--max-backlog` and is dropped.
-    fn stdin_blocked(&self) -> bool {
-        let high_water = self.config.max_backlog / 4;
-        let mut any = false;
+    /// Whether stdin must wait: every open client is behind, i.e. even the least-loaded
+    /// one holds [`STDIN_HIGH_WATER`] (or a quarter of `--max-backlog`, if smaller)
+    /// unsent. The producer then blocks on the pipe instead of wscast buffering without
+    /// bound. Also records the least backlog, which `--max-backlog` is measured from.
+    fn stdin_blocked(&mut self) -> bool {
+        let high_water = (self.config.max_backlog / 4).min(STDIN_HIGH_WATER);
+        let least_pending = self.refresh_least_backlog();
+        least_pending.is_some_and(|least| least >= high_water)
+    }
+
+    /// Looks at every open connection's queue: records the least broadcast backlog and
+    /// returns the least unsent total (`None` without open connections).
+    fn refresh_least_backlog(&mut self) -> Option<usize> {
+        let mut least_pending = None::<usize>;
+        let mut least_backlog = usize::MAX;
         for (_, peer) in self.peers.iter() {
             if peer.proto.can_send() {
-                if peer.out.pending() < high_water {
-                    return false;
-                }
-                any = true;
+                let pending = peer.out.pending();
+                least_pending = Some(least_pending.map_or(pending, |l| l.min(pending)));
+                least_backlog = least_backlog.min(peer.out.backlog());
             }
         }
-        any
+        self.least_backlog = if least_backlog == usize::MAX {
+            0
+        } else {
+            least_backlog
+        };
+        self.backlog_stale = false;
+        least_pending
     }
 
     /// Turns a chunk of stdin into messages and commands, in order. Consecutive message
@@ -901,6 +924,10 @@ impl Server {
     /// Writes out every connection that got output this turn, one `writev` per socket
     /// where the kernel takes it all.
     fn flush_dirty(&mut self) {
+        // Judge slowness against the queues as they are now, broadcast included.
+        if self.backlog_stale {
+            self.refresh_least_backlog();
+        }
         // Flushing can resume a paused reader, which can queue more output: repeat.
         while !self.dirty.is_empty() {
             let mut dirty = std::mem::take(&mut self.dirty);
@@ -934,9 +961,19 @@ impl Server {
                     self.read_peer(key, true);
                     return;
                 }
+                let clean = matches!(peer.proto.state(), State::CloseReceived | State::Closed);
+                if clean && peer.id != 0 {
+                    // §7.1.1: "the server SHOULD close it first". Both Close frames have
+                    // been exchanged, so the client sends nothing more (§5.5.1) and
+                    // closing now sends a plain FIN, never a reset.
+                    self.drop_peer(key, "closed");
+                    return;
+                }
                 if peer.proto.is_done() && !peer.fin_sent {
-                    // §7.1.1: "the server SHOULD close it first": send our FIN, then wait
-                    // (briefly) for the client's, reading and discarding until then.
+                    // A failed connection or a plain HTTP answer: the peer may still be
+                    // sending, and closing with unread bytes would reset the connection
+                    // and lose our last words. Send our FIN, then read and discard
+                    // (briefly) until the peer's.
                     peer.fin_sent = true;
                     let _ = peer.socket.shutdown(Shutdown::Write);
                     let deadline = Instant::now() + CLOSE_TIMEOUT;
@@ -944,7 +981,12 @@ impl Server {
                     self.next_tick = self.next_tick.min(deadline);
                 }
             }
-            Ok(Flush::Blocked) if peer.out.backlog() > self.config.max_backlog => {
+            // "Slow" is slow compared to the others: under memory pressure the kernel
+            // serves sockets unevenly, and a client is only dropped when it is
+            // --max-backlog behind the least-loaded one (whose lead stdin's pause bounds).
+            Ok(Flush::Blocked)
+                if peer.out.backlog() > self.least_backlog + self.config.max_backlog =>
+            {
                 let backlog = peer.out.backlog();
                 warn!(
                     "#{} ({}) is too slow: {backlog} bytes waiting (over --max-backlog)",

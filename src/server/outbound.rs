@@ -12,7 +12,7 @@ use std::rc::Rc;
 use crate::protocol::frame::{FrameHeader, MAX_HEADER_LEN};
 
 /// Most slices handed to one `writev` (Linux's `IOV_MAX` is 1024).
-const MAX_IOV: usize = 64;
+const MAX_IOV: usize = 16;
 
 /// One queued piece of output.
 #[derive(Debug, Clone)]

@@ -206,6 +206,11 @@ impl Server {
         stream
     }
 
+    /// Takes the server's stdin, e.g. to write to it from another thread.
+    pub fn take_stdin(&mut self) -> ChildStdin {
+        self.stdin.take().expect("stdin is piped and not yet taken")
+    }
+
     /// Waits for the server's `#<id> connected from` line.
     pub fn wait_connected(&self, id: u64) {
         self.wait_for_log(&format!("#{id} connected from"), TIMEOUT);
