@@ -1081,13 +1081,37 @@ impl Server {
 fn print_text_line(out: &mut impl Write, id: u64, text: &[u8]) -> io::Result<()> {
     write!(out, "{id}: ")?;
     let mut rest = text;
-    while let Some(i) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+    while let Some(i) = find_line_break(rest) {
         out.write_all(&rest[..i])?;
         out.write_all(if rest[i] == b'\n' { b"\\n" } else { b"\\r" })?;
         rest = &rest[i + 1..];
     }
     out.write_all(rest)?;
     out.write_all(b"\n")
+}
+
+/// The index of the first `\n` or `\r` in `bytes`. Eight bytes at a time: a word has a
+/// zero byte after XOR with the repeated character exactly when it holds that character
+/// ("has zero byte", a classic bit trick), so messages without breaks are skimmed.
+fn find_line_break(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut at = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let v = u64::from_ne_bytes(word);
+        if has_zero(v ^ (ONES * u64::from(b'\n'))) || has_zero(v ^ (ONES * u64::from(b'\r'))) {
+            break;
+        }
+        at += 8;
+    }
+    bytes[at..]
+        .iter()
+        .position(|&b| b == b'\n' || b == b'\r')
+        .map(|i| at + i)
 }
 
 /// Appends one server frame for a console line: text if it is valid UTF-8, binary if not
@@ -1116,4 +1140,42 @@ fn body_frame(body: &[u8]) -> Rc<[u8]> {
     let mut frame = Vec::new();
     encode_line(&mut frame, body);
     Rc::from(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_line_break_matches_the_byte_by_byte_search() {
+        let naive = |b: &[u8]| b.iter().position(|&c| c == b'\n' || c == b'\r');
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for len in 0..80 {
+            for _ in 0..50 {
+                let bytes: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        // Mostly text, sometimes a break, sometimes high bytes.
+                        match x % 40 {
+                            0 => b'\n',
+                            1 => b'\r',
+                            2 => 0x8a,
+                            3 => 0x0b,
+                            _ => b'a' + (x % 26) as u8,
+                        }
+                    })
+                    .collect();
+                assert_eq!(find_line_break(&bytes), naive(&bytes), "{bytes:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_is_printed_on_one_line() {
+        let mut out = Vec::new();
+        print_text_line(&mut out, 7, "a\nb\r\nc κόσμε".as_bytes()).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "7: a\\nb\\r\\nc κόσμε\n");
+    }
 }
