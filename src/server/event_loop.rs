@@ -76,6 +76,17 @@ struct Peer {
     deadline: Option<Millis>,
 }
 
+impl Peer {
+    /// Lists this connection (slab key `key`) for a flush at the end of the loop turn,
+    /// once however many frames are queued.
+    fn mark_dirty(&mut self, key: usize, dirty: &mut Vec<usize>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(key);
+        }
+    }
+}
+
 /// A moment as milliseconds since the server started, plus one so that an
 /// `Option<Millis>` still takes 8 bytes: half an `Instant`, which adds up over 10,000 idle
 /// connections.
@@ -571,10 +582,7 @@ impl Server {
                 let peer = &mut self.peers[key];
                 if let Some(frame) = peer.proto.send(MessageKind::Text, text.as_bytes()) {
                     peer.out.push(Chunk::Owned(frame));
-                    if !peer.dirty {
-                        peer.dirty = true;
-                        self.dirty.push(key);
-                    }
+                    peer.mark_dirty(key, &mut self.dirty);
                 }
                 continue;
             }
@@ -585,10 +593,7 @@ impl Server {
                 }
                 let frame = frame.get_or_insert_with(|| body_frame(text.as_bytes()));
                 peer.out.push(Chunk::Shared(frame.clone()));
-                if !peer.dirty {
-                    peer.dirty = true;
-                    self.dirty.push(key);
-                }
+                peer.mark_dirty(key, &mut self.dirty);
             }
         }
     }
@@ -612,10 +617,7 @@ impl Server {
             count += 1;
             self.backlog_stale = true;
             peer.out.push(Chunk::Shared(frames.clone()));
-            if !peer.dirty {
-                peer.dirty = true;
-                self.dirty.push(key);
-            }
+            peer.mark_dirty(key, &mut self.dirty);
         }
         count
     }
@@ -891,10 +893,7 @@ impl Server {
                             trace!("#{}: ping", peer.id);
                             peer.out.push(Chunk::Owned(ping));
                             peer.pinged = true;
-                            if !peer.dirty {
-                                peer.dirty = true;
-                                self.dirty.push(key);
-                            }
+                            peer.mark_dirty(key, &mut self.dirty);
                         }
                     }
                     // Next: the ping when it is due, then the idle cut-off.
@@ -914,10 +913,7 @@ impl Server {
 
     fn mark_dirty(&mut self, key: usize) {
         if let Some(peer) = self.peers.get_mut(key) {
-            if !peer.dirty {
-                peer.dirty = true;
-                self.dirty.push(key);
-            }
+            peer.mark_dirty(key, &mut self.dirty);
         }
     }
 
