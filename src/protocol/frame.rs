@@ -257,6 +257,19 @@ impl FrameHeader {
 /// Encodes one whole unfragmented frame: the header, then `payload` (masked with
 /// `masking_key` if one is given, as a client must per §5.3).
 pub fn encode_frame(opcode: OpCode, payload: &[u8], masking_key: Option<[u8; 4]>) -> Vec<u8> {
+    let mut frame = Vec::new();
+    encode_frame_into(&mut frame, opcode, payload, masking_key);
+    frame
+}
+
+/// Like [`encode_frame`], appending to `out`: many frames can share one buffer (a batch
+/// of broadcast lines goes out as one shared chunk).
+pub fn encode_frame_into(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    payload: &[u8],
+    masking_key: Option<[u8; 4]>,
+) {
     let header = FrameHeader {
         fin: true,
         opcode,
@@ -265,13 +278,13 @@ pub fn encode_frame(opcode: OpCode, payload: &[u8], masking_key: Option<[u8; 4]>
     };
     let mut head = [0u8; MAX_HEADER_LEN];
     let head_len = header.encode(&mut head);
-    let mut frame = Vec::with_capacity(head_len + payload.len());
-    frame.extend_from_slice(&head[..head_len]);
-    frame.extend_from_slice(payload);
+    out.reserve(head_len + payload.len());
+    out.extend_from_slice(&head[..head_len]);
+    let start = out.len();
+    out.extend_from_slice(payload);
     if let Some(key) = masking_key {
-        super::mask::apply_mask(&mut frame[head_len..], key, 0);
+        super::mask::apply_mask(&mut out[start..], key, 0);
     }
-    frame
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::stdin::{Input, LineSplitter, Stdin};
 use super::Config;
 use crate::app::chat::{Chat, Delivery, Recipients};
 use crate::app::{Mode, Reaction};
-use crate::protocol::frame::{FrameHeader, MAX_HEADER_LEN};
+use crate::protocol::frame::{encode_frame, encode_frame_into, FrameHeader};
 use crate::protocol::{CloseCode, Connection, Event, Message, MessageKind, OpCode, State};
 
 /// The listening socket.
@@ -456,7 +456,9 @@ impl Server {
                     }
                     Route::Broadcast(body) => {
                         let addr = peer_name(&peer.socket);
-                        let n = self.broadcast(body_frame(&body));
+                        let mut frame = Vec::new();
+                        encode_line(&mut frame, &body);
+                        let n = self.broadcast(Rc::from(frame));
                         info!(
                             "{addr}: POST /broadcast sent {} bytes to {n} client(s)",
                             body.len()
@@ -591,7 +593,8 @@ impl Server {
                 if peer.id == 0 || !peer.proto.can_send() || !chat.reaches(&to, peer.id) {
                     continue;
                 }
-                let frame = frame.get_or_insert_with(|| body_frame(text.as_bytes()));
+                let frame =
+                    frame.get_or_insert_with(|| shared_frame(OpCode::Text, text.as_bytes()));
                 peer.out.push(Chunk::Shared(frame.clone()));
                 peer.mark_dirty(key, &mut self.dirty);
             }
@@ -1110,32 +1113,21 @@ fn find_line_break(bytes: &[u8]) -> Option<usize> {
         .map(|i| at + i)
 }
 
-/// Appends one server frame for a console line: text if it is valid UTF-8, binary if not
-/// (SPEC: "A line that is not valid UTF-8 is sent as a binary message").
+/// Appends one server frame for a console line or `POST` body: text if it is valid
+/// UTF-8, binary if not (SPEC: "A line that is not valid UTF-8 is sent as a binary
+/// message").
 fn encode_line(batch: &mut Vec<u8>, line: &[u8]) {
     let opcode = if std::str::from_utf8(line).is_ok() {
         OpCode::Text
     } else {
         OpCode::Binary
     };
-    let header = FrameHeader {
-        fin: true,
-        opcode,
-        masking_key: None,
-        payload_len: line.len() as u64,
-    };
-    let mut head = [0u8; MAX_HEADER_LEN];
-    let n = header.encode(&mut head);
-    batch.reserve(n + line.len());
-    batch.extend_from_slice(&head[..n]);
-    batch.extend_from_slice(line);
+    encode_frame_into(batch, opcode, line, None);
 }
 
-/// The frame for a `POST /broadcast` body.
-fn body_frame(body: &[u8]) -> Rc<[u8]> {
-    let mut frame = Vec::new();
-    encode_line(&mut frame, body);
-    Rc::from(frame)
+/// One server frame, to be shared by every connection it is queued on.
+fn shared_frame(opcode: OpCode, payload: &[u8]) -> Rc<[u8]> {
+    Rc::from(encode_frame(opcode, payload, None))
 }
 
 #[cfg(test)]
