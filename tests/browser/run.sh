@@ -35,7 +35,7 @@ else
     [[ $(id -u) == 0 ]] || die "chromium or chromedriver missing: run as root, or apt-get install chromium chromium-driver"
     log "apt-get install chromium chromium-driver"
     timeout 300 apt-get update -qq || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq chromium chromium-driver >/dev/null ||
+    timeout 600 apt-get install -y -qq chromium chromium-driver >/dev/null ||
         die "apt-get install chromium chromium-driver failed"
     [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] || die "no /usr/bin/chromium or /usr/bin/chromedriver after apt-get"
 fi
