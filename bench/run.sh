@@ -22,6 +22,12 @@ OUT=${BENCH_OUT:-$HERE/out}
 RESULTS=$HERE/results.md
 
 RUNS=3 LOAD=10 IDLE_N=10000 FAN_N=1000 PACED_RATE=50
+# SO_RCVBUF of each fan-out client. 1,000 clients on one machine share its TCP memory
+# (net.ipv4.tcp_mem); left to autotune (up to tcp_rmem's maximum, 32 MiB here) their
+# receive buffers held ~1 GB between them, the machine went into TCP memory pressure,
+# and the kernel stalled random sockets while the rest ran on: a test-rig artefact that
+# clients on machines of their own never see. A fixed 128 KiB keeps the rig out of it.
+FAN_RCVBUF=131072
 QUICK=0
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -201,7 +207,7 @@ run_fanout() {
     shift 2
     start_server "$name" broadcast
     loadgen_bg "$OUT/fan.out" fanout --url "$URL" -n "$FAN_N" --server-pid "$SPID" \
-        --duration $((LOAD * 3 + 30)) --quiet "${QUIET:-5}"
+        --duration $((LOAD * 3 + 30)) --quiet "${QUIET:-5}" --rcvbuf "$FAN_RCVBUF"
     wait_ready "$OUT/fan.out"
     sleep 0.5
     local hwm0 rss0

@@ -44,6 +44,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// stdin pauses once even the least-loaded client has this much unsent: enough to keep
 /// every socket busy, small enough that 1,000 clients' kernel buffers stay modest.
 const STDIN_HIGH_WATER: usize = 256 * 1024;
+/// `SO_SNDBUF` for every accepted socket (Linux doubles it for its bookkeeping).
+/// Left to autotune, the kernel grows each send buffer up to `tcp_wmem`'s maximum (4 MiB
+/// by default), where a lagging client's bytes hide from `--max-backlog` and from the
+/// stdin pause, and a thousand of them push the machine into TCP memory pressure. Fixed,
+/// the lag shows in our own queues, where those rules can see it; 128 KiB still carries
+/// about 2 MB/s per client over a 100 ms round trip.
+const SEND_BUFFER: usize = 128 * 1024;
 /// How long the loop may sleep when no timer is due sooner (only while clients exist).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
@@ -286,6 +293,8 @@ impl Server {
                     self.accept_blocked = false;
                     // Small frames must not wait for Nagle's algorithm.
                     let _ = socket.set_nodelay(true);
+                    // A fixed kernel send buffer: see SEND_BUFFER.
+                    let _ = rustix::net::sockopt::set_socket_send_buffer_size(&socket, SEND_BUFFER);
                     let entry = self.peers.vacant_entry();
                     let token = Token(entry.key() + FIRST_PEER);
                     if let Err(e) =

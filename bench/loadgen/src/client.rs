@@ -162,6 +162,8 @@ pub struct Conn {
     pub lost: u64,
     /// Finished (fan-out: saw the END line).
     pub done: bool,
+    /// The code of the server's Close frame, once one arrived (§7.1.5).
+    pub close_code: Option<u16>,
 }
 
 impl Conn {
@@ -300,6 +302,7 @@ impl Driver {
             count: 0,
             lost: 0,
             done: false,
+            close_code: None,
         });
         self.pending += 1;
         Ok(key)
@@ -530,6 +533,7 @@ fn on_frame<H: Handler>(key: usize, conn: &mut Conn, frame: &Frame<'_>, now: Now
         OpCode::Close => {
             if !conn.close_sent {
                 let code = frame.prefix.get(..2).unwrap_or(&[0x03, 0xE8]).to_vec();
+                conn.close_code = Some(u16::from_be_bytes([code[0], code[1]]));
                 conn.send_frame(OpCode::Close, &code);
                 conn.close_sent = true;
             }

@@ -121,16 +121,23 @@ impl Handler for Fanout {
     }
 
     fn on_gone(&mut self, _: usize, conn: &Conn, why: Gone, _: Now) {
-        if let Gone::Failed(e) = why {
-            if self.ready {
-                self.dropped += 1;
-            } else {
-                self.failed += 1;
-            }
-            if self.first_error.is_none() {
-                self.first_error = Some(e);
-            }
-            let _ = conn;
+        // A client that goes before END, cleanly or not, was dropped: a server closes
+        // a slow client with 1008 and a clean close handshake.
+        let error = match why {
+            Gone::Failed(e) => e,
+            Gone::Clean if conn.done => return,
+            Gone::Clean => format!(
+                "closed by the server with {}",
+                conn.close_code.map_or("no code".into(), |c| c.to_string())
+            ),
+        };
+        if self.ready {
+            self.dropped += 1;
+        } else {
+            self.failed += 1;
+        }
+        if self.first_error.is_none() {
+            self.first_error = Some(error);
         }
     }
 }
