@@ -1098,28 +1098,11 @@ fn print_text_line(out: &mut impl Write, id: u64, text: &[u8]) -> io::Result<()>
     out.write_all(b"\n")
 }
 
-/// The index of the first `\n` or `\r` in `bytes`. Eight bytes at a time: a word has a
-/// zero byte after XOR with the repeated character exactly when it holds that character
-/// ("has zero byte", a classic bit trick), so messages without breaks are skimmed.
+/// The index of the first `\n` or `\r` in `bytes`. `memchr2` compares a vector
+/// register's worth of bytes at a time: profiling a 16 KiB echo showed a word-at-a-time
+/// search taking 38% of the server's user time, `memchr2` a few percent.
 fn find_line_break(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS != 0;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut at = 0;
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let v = u64::from_ne_bytes(word);
-        if has_zero(v ^ (ONES * u64::from(b'\n'))) || has_zero(v ^ (ONES * u64::from(b'\r'))) {
-            break;
-        }
-        at += 8;
-    }
-    bytes[at..]
-        .iter()
-        .position(|&b| b == b'\n' || b == b'\r')
-        .map(|i| at + i)
+    memchr::memchr2(b'\n', b'\r', bytes)
 }
 
 /// Appends one server frame for a console line or `POST` body: text if it is valid

@@ -174,7 +174,7 @@ impl LineSplitter {
 
     /// Feeds bytes; calls `line` for each complete line, in order.
     pub fn push(&mut self, mut bytes: &[u8], mut line: impl FnMut(&[u8])) {
-        while let Some(nl) = bytes.iter().position(|&b| b == b'\n') {
+        while let Some(nl) = memchr::memchr(b'\n', bytes) {
             let (head, rest) = bytes.split_at(nl);
             bytes = &rest[1..];
             if self.partial.is_empty() {
