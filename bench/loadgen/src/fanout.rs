@@ -26,6 +26,8 @@ pub struct Args {
     pub server_pid: Option<u32>,
     /// Fixed `SO_RCVBUF` per client.
     pub rcvbuf: Option<usize>,
+    /// Poll with a zero timeout after `ready` instead of sleeping in `epoll_wait`.
+    pub spin: bool,
 }
 
 struct Fanout {
@@ -180,8 +182,13 @@ pub fn run(args: Args) -> io::Result<()> {
     io::stdout().flush()?;
 
     let deadline = Instant::now() + args.duration;
+    let wait = if args.spin {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(50)
+    };
     loop {
-        d.turn(&mut h, Some(Duration::from_millis(50)))?;
+        d.turn(&mut h, Some(wait))?;
         let now = Instant::now();
         if h.done >= d.open && h.lines.is_some() {
             break; // every remaining client saw END

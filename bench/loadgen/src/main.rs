@@ -62,6 +62,10 @@ enum Cmd {
         /// Fix each client's SO_RCVBUF (bytes) instead of letting the kernel autotune it.
         #[arg(long)]
         rcvbuf: Option<usize>,
+        /// Poll without sleeping once the clients are open, so that no delivery has to
+        /// wake the load generator (on loopback the sender pays for that wake-up).
+        #[arg(long)]
+        spin: bool,
     },
     /// Closed-loop echo: each connection keeps `depth` messages in flight.
     Echo {
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
             concurrency,
             server_pid,
             rcvbuf,
+            spin,
         } => target(&url).map(|target| {
             fanout::run(fanout::Args {
                 target,
@@ -150,6 +155,7 @@ fn main() -> ExitCode {
                 concurrency,
                 server_pid,
                 rcvbuf,
+                spin,
             })
         }),
         Cmd::Echo {
