@@ -532,8 +532,13 @@ fn on_frame<H: Handler>(key: usize, conn: &mut Conn, frame: &Frame<'_>, now: Now
         OpCode::Pong => {}
         OpCode::Close => {
             if !conn.close_sent {
-                let code = frame.prefix.get(..2).unwrap_or(&[0x03, 0xE8]).to_vec();
-                conn.close_code = Some(u16::from_be_bytes([code[0], code[1]]));
+                // §7.1.5: a Close without a body has no code (1005 is reserved for
+                // saying so); the reply then carries 1000.
+                conn.close_code = frame
+                    .prefix
+                    .get(..2)
+                    .map(|c| u16::from_be_bytes([c[0], c[1]]));
+                let code = conn.close_code.unwrap_or(1000).to_be_bytes();
                 conn.send_frame(OpCode::Close, &code);
                 conn.close_sent = true;
             }
