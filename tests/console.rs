@@ -3,6 +3,11 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::process::Stdio;
+use std::thread;
 use std::time::Duration;
 
 use common::{expect_close, expect_tcp_closed, expect_text, Server, TIMEOUT};
@@ -102,4 +107,51 @@ fn close_with_a_code_and_reason_closes_only_that_client() {
     server.wait_for_log("#1 closing with 4001", TIMEOUT);
     server.send_line(b"for the rest");
     expect_text(&mut second, "for the rest");
+}
+
+/// A terminal is one open file behind stdin, stdout and stderr, so its flags are shared:
+/// had wscast made stdin non-blocking, stdout would be too, and a console slow to take a
+/// burst of prints would fail the write (EAGAIN) and lose them. One end of a socket pair
+/// stands in for the terminal here, as both stdin and stdout, and is read only later.
+#[test]
+fn a_console_shared_with_stdin_loses_no_print_while_it_is_slow() {
+    const COUNT: usize = 64;
+    let (console, ours) = UnixStream::pair().unwrap();
+    let stdin = OwnedFd::from(console.try_clone().unwrap());
+    let mut server =
+        Server::start_with_console(&[], Stdio::from(stdin), Stdio::from(OwnedFd::from(console)));
+    let mut ws = server.client("/ws");
+    // Far more than the console's buffer, sent before anyone reads it.
+    let body = "x".repeat(32 * 1024);
+    let sender = thread::spawn(move || {
+        for i in 0..COUNT {
+            ws.send(Message::text(format!("{i} {body}"))).unwrap();
+        }
+        ws
+    });
+    thread::sleep(Duration::from_millis(500));
+    ours.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut console = BufReader::new(ours);
+    let body = "x".repeat(32 * 1024);
+    for i in 0..COUNT {
+        let mut line = String::new();
+        console.read_line(&mut line).unwrap_or_else(|e| {
+            panic!(
+                "print {i} of {COUNT} never came ({e}); logs: {:?}",
+                server.logs()
+            )
+        });
+        assert!(
+            line == format!("1: {i} {body}\n"),
+            "print {i}: {} bytes starting {:?}",
+            line.len(),
+            &line[..line.len().min(20)]
+        );
+    }
+    let _ws = sender.join().unwrap();
+    assert!(
+        !server.logs().iter().any(|l| l.contains("stdout")),
+        "{:?}",
+        server.logs()
+    );
 }

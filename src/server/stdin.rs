@@ -1,15 +1,16 @@
 //! Standard input as an event source, and the splitting of its bytes into lines.
 //!
-//! Where epoll accepts fd 0 (a pipe, a terminal) it is made non-blocking and registered
+//! Where epoll accepts fd 0 (a pipe, a socket) it is made non-blocking and registered
 //! with the loop's `Poll` like any socket; the original file status flags are put back
-//! when the [`Stdin`] is dropped, because a terminal's flags are shared with the shell.
-//! Where epoll refuses it (a regular file, `/dev/null`), a thread reads it with blocking
-//! reads and hands chunks to the loop through a small bounded channel and a
-//! [`mio::Waker`]; the bound makes the thread wait, so a slow loop still pushes back on
-//! the producer.
+//! when the [`Stdin`] is dropped. Where epoll refuses it (a regular file, `/dev/null`),
+//! or where fd 0 is the same open file as stdout or stderr (a terminal, whose flags all
+//! three share, so stdout would turn non-blocking and a burst of prints would fail), a
+//! thread reads it with blocking reads and hands chunks to the loop through a small
+//! bounded channel and a [`mio::Waker`]; the bound makes the thread wait, so a slow loop
+//! still pushes back on the producer.
 
 use std::io::{self, Read};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread;
@@ -52,6 +53,11 @@ enum How {
     Closed,
 }
 
+/// Whether an open descriptor is in blocking mode (a closed one counts as not).
+fn is_blocking(fd: BorrowedFd) -> bool {
+    fcntl_getfl(fd).is_ok_and(|flags| !flags.contains(OFlags::NONBLOCK))
+}
+
 impl Stdin {
     /// Registers standard input under `token`, or starts the reader thread that wakes the
     /// loop under the same token when epoll will not take fd 0.
@@ -59,8 +65,20 @@ impl Stdin {
         let stdin = io::stdin();
         let fd = stdin.as_fd();
         let flags = fcntl_getfl(fd)?;
+        let (stdout, stderr) = (io::stdout(), io::stderr());
+        let outputs = [stdout.as_fd(), stderr.as_fd()];
+        let blocking_before = outputs.map(is_blocking);
         fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;
-        match registry.register(&mut SourceFd(&0), token, Interest::READABLE) {
+        // An output that turned non-blocking with fd 0 shares its open file.
+        let shared = (0..2).any(|i| blocking_before[i] && !is_blocking(outputs[i]));
+        let registered = if shared {
+            Err(io::Error::other(
+                "it is the same open file as stdout or stderr",
+            ))
+        } else {
+            registry.register(&mut SourceFd(&0), token, Interest::READABLE)
+        };
+        match registered {
             Ok(()) => {
                 debug!("stdin: registered with epoll");
                 Ok(Stdin {
@@ -69,7 +87,7 @@ impl Stdin {
             }
             Err(e) => {
                 fcntl_setfl(fd, flags)?;
-                debug!("stdin: epoll refused fd 0 ({e}); reading it on a thread");
+                debug!("stdin: not polling fd 0 ({e}); reading it on a thread");
                 let waker = Arc::new(Waker::new(registry, token)?);
                 let thread_waker = Arc::clone(&waker);
                 let (tx, rx) = mpsc::sync_channel(4);

@@ -53,17 +53,23 @@ impl Server {
     /// Like [`Server::start`], with standard input taken from `stdin` (a file,
     /// `/dev/null`); only `Stdio::piped()` gives [`Server::send_line`] something to write to.
     pub fn start_with_stdin(args: &[&str], stdin: Stdio) -> Server {
+        Server::start_with_console(args, stdin, Stdio::piped())
+    }
+
+    /// Like [`Server::start_with_stdin`], with standard output sent to `stdout` too;
+    /// [`Server::stdout_line`] reads it only when it is `Stdio::piped()`.
+    pub fn start_with_console(args: &[&str], stdin: Stdio, stdout: Stdio) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wscast"))
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .stdin(stdin)
-            .stdout(Stdio::piped())
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start wscast");
         let stdin = child.stdin.take();
         let stderr_pipe = child.stderr.take().expect("stderr is piped");
-        let stdout_pipe = child.stdout.take().expect("stdout is piped");
+        let stdout_pipe = child.stdout.take();
 
         // stderr: keep every line (and keep draining, so the pipe never fills).
         let stderr = Arc::new((Mutex::new(Vec::<String>::new()), Condvar::new()));
@@ -78,7 +84,7 @@ impl Server {
         // stdout: one channel message per line.
         let (tx, stdout) = mpsc::channel();
         let stdout_reader = thread::spawn(move || {
-            for line in lines_of(stdout_pipe) {
+            for line in stdout_pipe.into_iter().flat_map(lines_of) {
                 if tx.send(line).is_err() {
                     return;
                 }
