@@ -18,6 +18,7 @@ use super::console::{self, Command, HELP};
 use super::http::{self, Route, RouteContext};
 use super::outbound::{Chunk, Flush, OutQueue};
 use super::stdin::{Input, LineSplitter, Stdin};
+use super::timer::Timer;
 use super::Config;
 use crate::app::chat::{Chat, Delivery, Recipients};
 use crate::app::{Mode, Reaction};
@@ -30,8 +31,10 @@ const LISTENER: Token = Token(0);
 const STDIN: Token = Token(1);
 /// SIGINT and SIGTERM.
 const SIGNALS: Token = Token(2);
+/// The timer of the nearest deadline.
+const TIMER: Token = Token(3);
 /// Connection tokens are their slab key plus this.
-const FIRST_PEER: usize = 3;
+const FIRST_PEER: usize = 4;
 
 /// Size of the one read buffer all connections share.
 const READ_BUF: usize = 64 * 1024;
@@ -149,6 +152,8 @@ pub struct Server {
     hurry: bool,
     /// The nearest timer deadline of any connection: the poll sleeps until then.
     next_tick: Instant,
+    /// Wakes the poll at `next_tick` (or the shutdown deadline).
+    timer: Timer,
     /// When the server started: connections keep their times as [`Millis`] from here.
     epoch: Instant,
     /// `accept` failed for lack of file descriptors: retry when a connection closes.
@@ -171,6 +176,7 @@ impl Server {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let stdin = Stdin::open(poll.registry(), STDIN)?;
+        let timer = Timer::new(poll.registry(), TIMER)?;
         let max_line = config.max_message;
         let chat = (config.mode == Mode::Chat).then(Chat::default);
         Ok(Server {
@@ -194,6 +200,7 @@ impl Server {
             shutdown: None,
             hurry: false,
             next_tick: Instant::now() + MAX_SLEEP,
+            timer,
             epoch: Instant::now(),
             accept_blocked: false,
             least_backlog: 0,
@@ -224,7 +231,13 @@ impl Server {
                 let wake = self
                     .shutdown
                     .map_or(self.next_tick, |s| s.min(self.next_tick));
-                Some(wake.saturating_duration_since(now))
+                match self.timer.arm_by(wake, now) {
+                    Ok(()) => None,
+                    Err(e) => {
+                        debug!("timerfd: {e}; using a poll timeout");
+                        Some(wake.saturating_duration_since(now))
+                    }
+                }
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -243,6 +256,8 @@ impl Server {
                     }
                     // SIGINT or SIGTERM.
                     SIGNALS => self.on_signals(),
+                    // A deadline is (probably) due: checked against the clock below.
+                    TIMER => self.timer.fired(),
                     // A connection is readable and/or writable.
                     Token(t) if t >= FIRST_PEER => {
                         let key = t - FIRST_PEER;

@@ -23,6 +23,7 @@ mod event_loop;
 mod http;
 mod outbound;
 mod stdin;
+mod timer;
 
 use std::net::SocketAddr;
 use std::time::Duration;
