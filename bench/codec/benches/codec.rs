@@ -4,7 +4,9 @@
 //!   64 B, 1 KiB, 64 KiB and 1 MiB (goal: unmasking at ≥ 50% of memcpy's throughput);
 //! - §5.2 `FrameHeader::decode` and `FrameHeader::encode` for the three length forms;
 //! - §8.1 streaming UTF-8 validation through `message::Assembler` (one frame, and the
-//!   same text in 1 KiB fragments) against one `std::str::from_utf8` over the text.
+//!   same text in 1 KiB fragments) against one `std::str::from_utf8` over the text; and
+//!   a masked frame, as a server receives it, where an all-ASCII check rides along the
+//!   unmasking pass.
 //!
 //! `cd bench/codec && cargo bench` (or `cargo bench -- mask` for one group).
 
@@ -149,6 +151,26 @@ fn utf8(c: &mut Criterion) {
                         };
                         asm.begin_frame(&h, usize::MAX).unwrap();
                         asm.push(black_box(d), None, 0).unwrap();
+                        asm.end_frame(true).unwrap()
+                    })
+                },
+            );
+            let mut masked = data.clone();
+            apply_mask(&mut masked, KEY, 0);
+            g.bench_with_input(
+                BenchmarkId::new("Assembler, one masked frame", &id),
+                &masked,
+                |b, d| {
+                    let mut asm = Assembler::default();
+                    b.iter(|| {
+                        let h = FrameHeader {
+                            fin: true,
+                            opcode: OpCode::Text,
+                            masking_key: Some(KEY),
+                            payload_len: d.len() as u64,
+                        };
+                        asm.begin_frame(&h, usize::MAX).unwrap();
+                        asm.push(black_box(d), Some(KEY), 0).unwrap();
                         asm.end_frame(true).unwrap()
                     })
                 },
