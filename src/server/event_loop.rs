@@ -104,6 +104,9 @@ impl Peer {
 struct Millis(NonZeroU64);
 
 impl Millis {
+    /// The epoch itself.
+    const MIN: Millis = Millis(NonZeroU64::MIN);
+
     /// `t`, counted from `epoch`.
     fn at(epoch: Instant, t: Instant) -> Millis {
         let ms =
@@ -156,6 +159,8 @@ pub struct Server {
     timer: Timer,
     /// When the server started: connections keep their times as [`Millis`] from here.
     epoch: Instant,
+    /// When this turn of the loop began (its poll returned).
+    turn: Millis,
     /// `accept` failed for lack of file descriptors: retry when a connection closes.
     accept_blocked: bool,
     /// The smallest broadcast backlog of any open connection, as of the last look.
@@ -202,6 +207,7 @@ impl Server {
             next_tick: Instant::now() + MAX_SLEEP,
             timer,
             epoch: Instant::now(),
+            turn: Millis::MIN,
             accept_blocked: false,
             least_backlog: 0,
             backlog_stale: false,
@@ -222,7 +228,6 @@ impl Server {
         info!("browser client at http://{}/", self.local);
         let mut events = Events::with_capacity(1024);
         loop {
-            let now = Instant::now();
             // Timers live in the loop: sleep until the nearest deadline, or for good
             // when there is nothing to time.
             let timeout = if self.peers.is_empty() && self.shutdown.is_none() {
@@ -231,11 +236,11 @@ impl Server {
                 let wake = self
                     .shutdown
                     .map_or(self.next_tick, |s| s.min(self.next_tick));
-                match self.timer.arm_by(wake, now) {
+                match self.timer.arm_by(wake) {
                     Ok(()) => None,
                     Err(e) => {
                         debug!("timerfd: {e}; using a poll timeout");
-                        Some(wake.saturating_duration_since(now))
+                        Some(wake.saturating_duration_since(Instant::now()))
                     }
                 }
             };
@@ -245,6 +250,9 @@ impl Server {
                 }
                 return Err(e);
             }
+            // One clock reading per turn serves every read in it and the timers.
+            let now = Instant::now();
+            self.turn = Millis::at(self.epoch, now);
             for event in events.iter() {
                 match event.token() {
                     // New connections are waiting.
@@ -276,7 +284,6 @@ impl Server {
                     Token(_) => {}
                 }
             }
-            let now = Instant::now();
             if now >= self.next_tick {
                 self.next_tick = self.tick(now);
             }
@@ -376,7 +383,7 @@ impl Server {
             match peer.socket.read(&mut self.read_buf) {
                 Ok(0) => return self.on_eof(key),
                 Ok(n) => {
-                    peer.heard = Millis::at(self.epoch, Instant::now());
+                    peer.heard = self.turn;
                     peer.pinged = false;
                     trace!("#{}: {n} bytes in", peer.id);
                     let buf = std::mem::take(&mut self.read_buf);

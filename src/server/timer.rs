@@ -36,13 +36,13 @@ impl Timer {
     /// Makes sure the timer fires no later than `at`: it is set only when nothing is
     /// armed or the armed time is later. Firing early is harmless; the loop checks its
     /// deadlines against the clock.
-    pub fn arm_by(&mut self, at: Instant, now: Instant) -> io::Result<()> {
+    pub fn arm_by(&mut self, at: Instant) -> io::Result<()> {
         if self.armed.is_some_and(|armed| armed <= at) {
             return Ok(());
         }
         // A zero value would disarm the timer: an expired deadline fires at once instead.
         let wait = at
-            .saturating_duration_since(now)
+            .saturating_duration_since(Instant::now())
             .max(Duration::from_nanos(1));
         let value = Itimerspec {
             it_interval: Timespec {
