@@ -129,7 +129,12 @@ impl OutQueue {
                 });
                 n += 1;
             }
-            match w.write_vectored(&slices[..n]) {
+            // One buffer goes by plain `write`: the kernel's writev path costs more.
+            let result = match n {
+                1 => w.write(&slices[0]),
+                _ => w.write_vectored(&slices[..n]),
+            };
+            match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(written) => self.consume(written),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
