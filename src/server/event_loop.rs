@@ -54,8 +54,10 @@ const STDIN_HIGH_WATER: usize = 256 * 1024;
 /// the lag shows in our own queues, where those rules can see it; 128 KiB still carries
 /// about 2 MB/s per client over a 100 ms round trip.
 const SEND_BUFFER: usize = 128 * 1024;
-/// Echoes up to this size are copied behind their header into one buffer.
-const ECHO_COPY_MAX: usize = 1024;
+/// Echoes up to this size are copied behind their header into one buffer: measured side
+/// by side, one `write` beat a `writev` of header and payload by 4% at 20 B and 1% at
+/// 16 KiB (the copy included), and was level at 64 KiB.
+const ECHO_COPY_MAX: usize = 32 * 1024;
 /// How long the loop may sleep when no timer is due sooner (only while clients exist).
 const MAX_SLEEP: Duration = Duration::from_secs(3600);
 
@@ -586,8 +588,8 @@ impl Server {
 
     /// Echo mode: sends a message back to its sender, same kind, same bytes. A large
     /// message goes as an inline header and the buffer it arrived in (a writev, no copy);
-    /// a small one is framed into one buffer, since a plain write of one buffer costs the
-    /// kernel less than a writev of two (+3-4% for 20-byte echoes, measured side by side).
+    /// a smaller one is framed into one buffer, since a plain write of one buffer costs
+    /// the kernel less than a writev of two ([`ECHO_COPY_MAX`]).
     fn echo(&mut self, key: usize, message: Message) {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
