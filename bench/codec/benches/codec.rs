@@ -15,7 +15,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use wscast::protocol::frame::{FrameHeader, MAX_HEADER_LEN};
 use wscast::protocol::mask::{apply_mask, unmask_into};
-use wscast::protocol::message::Assembler;
+use wscast::protocol::message::{Assembler, Message};
 use wscast::protocol::{OpCode, Role};
 
 const SIZES: [usize; 4] = [64, 1024, 64 * 1024, 1024 * 1024];
@@ -121,6 +121,19 @@ fn text(n: usize, ascii_only: bool) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// Passes `payload` through the assembler as one final text frame.
+fn one_text_frame(asm: &mut Assembler, payload: &[u8], key: Option<[u8; 4]>) -> Option<Message> {
+    let h = FrameHeader {
+        fin: true,
+        opcode: OpCode::Text,
+        masking_key: key,
+        payload_len: payload.len() as u64,
+    };
+    asm.begin_frame(&h, usize::MAX).unwrap();
+    asm.push(black_box(payload), key, 0).unwrap();
+    asm.end_frame(true).unwrap()
+}
+
 /// §8.1 streaming UTF-8: the assembler checking a text message as it arrives (unmasked
 /// frames here, so only validation and the copy are measured), whole or in 1 KiB
 /// fragments, against one `from_utf8` over the same bytes.
@@ -142,17 +155,7 @@ fn utf8(c: &mut Criterion) {
                 &data,
                 |b, d| {
                     let mut asm = Assembler::default();
-                    b.iter(|| {
-                        let h = FrameHeader {
-                            fin: true,
-                            opcode: OpCode::Text,
-                            masking_key: None,
-                            payload_len: d.len() as u64,
-                        };
-                        asm.begin_frame(&h, usize::MAX).unwrap();
-                        asm.push(black_box(d), None, 0).unwrap();
-                        asm.end_frame(true).unwrap()
-                    })
+                    b.iter(|| one_text_frame(&mut asm, d, None))
                 },
             );
             let mut masked = data.clone();
@@ -162,17 +165,7 @@ fn utf8(c: &mut Criterion) {
                 &masked,
                 |b, d| {
                     let mut asm = Assembler::default();
-                    b.iter(|| {
-                        let h = FrameHeader {
-                            fin: true,
-                            opcode: OpCode::Text,
-                            masking_key: Some(KEY),
-                            payload_len: d.len() as u64,
-                        };
-                        asm.begin_frame(&h, usize::MAX).unwrap();
-                        asm.push(black_box(d), Some(KEY), 0).unwrap();
-                        asm.end_frame(true).unwrap()
-                    })
+                    b.iter(|| one_text_frame(&mut asm, d, Some(KEY)))
                 },
             );
             if n > 1024 {
