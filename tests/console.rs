@@ -123,16 +123,16 @@ fn a_console_shared_with_stdin_loses_no_print_while_it_is_slow() {
     let mut ws = server.client("/ws");
     // Far more than the console's buffer, sent before anyone reads it.
     let body = "x".repeat(32 * 1024);
+    let sent = body.clone();
     let sender = thread::spawn(move || {
         for i in 0..COUNT {
-            ws.send(Message::text(format!("{i} {body}"))).unwrap();
+            ws.send(Message::text(format!("{i} {sent}"))).unwrap();
         }
         ws
     });
     thread::sleep(Duration::from_millis(500));
     ours.set_read_timeout(Some(TIMEOUT)).unwrap();
     let mut console = BufReader::new(ours);
-    let body = "x".repeat(32 * 1024);
     for i in 0..COUNT {
         let mut line = String::new();
         console.read_line(&mut line).unwrap_or_else(|e| {

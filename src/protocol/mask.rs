@@ -8,10 +8,6 @@
 //! first byte within the frame's payload: the key is rotated to match.
 
 /// XORs `data` in place with `masking_key`, where `data[0]` is payload byte `offset`.
-///
-/// Works a machine word at a time: the key is rotated to the offset and repeated to eight
-/// bytes, then whole 8-byte chunks are XORed as `u64` (safe code; the compiler vectorises
-/// it), and the tail byte by byte.
 pub fn apply_mask(data: &mut [u8], masking_key: [u8; 4], offset: usize) {
     xor_in_place::<false>(data, masking_key, offset);
 }
@@ -42,8 +38,11 @@ pub fn unmask_text_into(
 /// The top bit of each byte of a word: set in a byte that is not ASCII.
 const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
 
-/// The XOR of §5.3, in place. With `SEEN`, also returns the OR of every result byte
-/// (spread over a word); without, 0, and the loop does nothing more than the XOR.
+/// The XOR of §5.3, in place, a machine word at a time: the key is rotated to the offset
+/// and repeated to eight bytes, then whole 8-byte chunks are XORed as `u64` (safe code;
+/// the compiler vectorises it), and the tail byte by byte. With `SEEN`, also returns the
+/// OR of every result byte (spread over a word); without, 0, and the loop does nothing
+/// more than the XOR.
 #[inline(always)]
 fn xor_in_place<const SEEN: bool>(data: &mut [u8], masking_key: [u8; 4], offset: usize) -> u64 {
     let key = rotated(masking_key, offset);

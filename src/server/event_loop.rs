@@ -232,8 +232,8 @@ impl Server {
         info!("browser client at http://{}/", self.local);
         let mut events = Events::with_capacity(1024);
         loop {
-            // Timers live in the loop: sleep until the nearest deadline, or for good
-            // when there is nothing to time.
+            // Sleep until an event: the timerfd brings one at the nearest deadline; with
+            // nothing to time, the poll may sleep for good.
             let timeout = if self.peers.is_empty() && self.shutdown.is_none() {
                 None
             } else {
