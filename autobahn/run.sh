@@ -22,7 +22,6 @@
 # finished in time, and the server was still alive at the end.
 set -euo pipefail
 
-KOSOKU_VERSION=0.1.0
 WS_PATH=/ws
 START_TIMEOUT=10
 
@@ -33,30 +32,15 @@ REPORT_DIR=$HERE/reports
 SERVER_LOG=$REPORT_DIR/wscast.log
 PARALLELISM=${AUTOBAHN_PARALLELISM:-4}
 TIMEOUT=${AUTOBAHN_TIMEOUT:-600}
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+KOSOKU_VERSION=$(sed -n 's/^kosoku==//p' "$HERE/requirements.txt")
 
 log() { printf '[autobahn] %s\n' "$*"; }
 die() { printf '[autobahn] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --- 1. kosoku in autobahn/.venv --------------------------------------------
-venv_ok() {
-    [[ -x $VENV/bin/python ]] &&
-        "$VENV/bin/python" -c 'import importlib.metadata as m, sys
-sys.exit(m.version("kosoku") != sys.argv[1])' "$KOSOKU_VERSION" 2>/dev/null
-}
-if venv_ok; then
-    log "reusing $VENV (kosoku $KOSOKU_VERSION)"
-else
-    if ! [[ -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
-        rm -rf "$VENV"
-        log "creating $VENV"
-        "${PYTHON:-python3}" -m venv "$VENV" ||
-            die "cannot create a venv with ${PYTHON:-python3} (on Debian: apt-get install python3-venv)"
-    fi
-    log "installing kosoku==$KOSOKU_VERSION"
-    "$VENV/bin/python" -m pip install --quiet "kosoku==$KOSOKU_VERSION"
-    venv_ok || die "kosoku $KOSOKU_VERSION is not importable from $VENV"
-fi
+# shellcheck source=../tests/python-venv.sh
+source "$ROOT/tests/python-venv.sh"
+ensure_venv "$VENV" "$HERE/requirements.txt" kosoku
 PY=$VENV/bin/python
 
 # --- 2. the binary -------------------------------------------------------------

@@ -21,7 +21,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 VENV=$HERE/.venv
 TIMEOUT=${BROWSER_TIMEOUT:-120}
-export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 DEBIAN_FRONTEND=noninteractive
+export DEBIAN_FRONTEND=noninteractive
 # selenium must never try to fetch a browser or a driver: both come from Debian.
 export SE_OFFLINE=true
 
@@ -41,27 +41,9 @@ else
 fi
 
 # --- 2. selenium in tests/browser/.venv ------------------------------------------
-# The venv is current when it holds a copy of requirements.txt identical to this one.
-REQS=$HERE/requirements.txt
-venv_ok() {
-    [[ -x $VENV/bin/python ]] && cmp -s "$REQS" "$VENV/requirements.txt" &&
-        "$VENV/bin/python" -c 'import selenium' 2>/dev/null
-}
-if venv_ok; then
-    log "reusing $VENV"
-else
-    if ! [[ -x $VENV/bin/python ]] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
-        rm -rf "$VENV"
-        log "creating $VENV"
-        "${PYTHON:-python3}" -m venv "$VENV" ||
-            die "cannot create a venv with ${PYTHON:-python3} (on Debian: apt-get install python3-venv)"
-    fi
-    log "pip install -r tests/browser/requirements.txt"
-    timeout 300 "$VENV/bin/python" -m pip install --quiet -r "$REQS" ||
-        die "pip install -r $REQS failed"
-    cp "$REQS" "$VENV/requirements.txt"
-    venv_ok || die "selenium is not importable from $VENV"
-fi
+# shellcheck source=../python-venv.sh
+source "$HERE/../python-venv.sh"
+ensure_venv "$VENV" "$HERE/requirements.txt" selenium
 
 # --- 3. the binary --------------------------------------------------------------
 if [[ -n ${WSCAST_BIN:-} ]]; then
