@@ -298,7 +298,7 @@ pub fn check_upgrade(req: &Request) -> Result<Upgrade, Rejection> {
         return Err(Rejection::UnsupportedHttpVersion);
     }
     // §4.2.1 item 2: "A |Host| header field containing the server's authority."
-    if req.header("Host").map_or(true, str::is_empty) {
+    if req.header("Host").is_none_or(str::is_empty) {
         return Err(Rejection::MissingHost);
     }
     // §4.2.1 item 3: "An |Upgrade| header field containing the value "websocket", treated as
