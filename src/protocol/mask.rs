@@ -9,15 +9,15 @@
 
 /// XORs `data` in place with `masking_key`, where `data[0]` is payload byte `offset`.
 pub fn apply_mask(data: &mut [u8], masking_key: [u8; 4], offset: usize) {
-    xor_in_place::<false>(data, masking_key, offset);
+    xor_in_place(data, masking_key, offset);
 }
 
 /// Appends `src` to `dst`, unmasked with `masking_key`, where `src[0]` is payload byte
-/// `offset`: a copy (`memcpy`), then the XOR in place while the bytes are in cache.
+/// `offset`, in one pass ([`xor_copy`]).
 pub fn unmask_into(dst: &mut Vec<u8>, src: &[u8], masking_key: [u8; 4], offset: usize) {
     let start = dst.len();
-    dst.extend_from_slice(src);
-    xor_in_place::<false>(&mut dst[start..], masking_key, offset);
+    dst.resize(start + src.len(), 0);
+    xor_copy::<false>(&mut dst[start..], src, masking_key, offset);
 }
 
 /// [`unmask_into`] for text: also returns whether every appended byte is ASCII (below
@@ -31,8 +31,8 @@ pub fn unmask_text_into(
     offset: usize,
 ) -> bool {
     let start = dst.len();
-    dst.extend_from_slice(src);
-    xor_in_place::<true>(&mut dst[start..], masking_key, offset) < 0x80
+    dst.resize(start + src.len(), 0);
+    xor_copy::<true>(&mut dst[start..], src, masking_key, offset) < 0x80
 }
 
 /// Bytes XORed per step: the key repeated eight times. A fixed-size array loop is what
@@ -42,30 +42,59 @@ const BLOCK: usize = 32;
 
 /// The XOR of §5.3, in place, a block at a time: the key is rotated to the offset and
 /// repeated to [`BLOCK`] bytes, whole blocks are XORed as fixed-size arrays, and the
-/// tail (under a block, starting at a multiple of 4) against the same pattern. With
-/// `SEEN`, also returns the OR of every result byte; without, 0, and the loop does
-/// nothing more than the XOR.
-#[inline(always)]
-fn xor_in_place<const SEEN: bool>(data: &mut [u8], masking_key: [u8; 4], offset: usize) -> u8 {
-    let key = rotated(masking_key, offset);
-    let pattern: [u8; BLOCK] = std::array::from_fn(|i| key[i % 4]);
-    let mut seen = [0u8; BLOCK];
+/// tail (under a block, starting at a multiple of 4) against the same pattern.
+fn xor_in_place(data: &mut [u8], masking_key: [u8; 4], offset: usize) {
+    let pattern = key_pattern(masking_key, offset);
     let (blocks, tail) = data.as_chunks_mut::<BLOCK>();
     for block in blocks {
         for i in 0..BLOCK {
             block[i] ^= pattern[i];
+        }
+    }
+    for (byte, key) in tail.iter_mut().zip(pattern) {
+        *byte ^= key;
+    }
+}
+
+/// [`xor_in_place`] from `src` into `out` (of the same length): copying and unmasking in
+/// one pass reads each byte once, and never calls `memcpy`. That matters more than it
+/// seems: on AMD Zen hosts, glibc's `memcpy` of 4 KiB or more (`rep movsb`) runs 25×
+/// slower when the destination sits 1–63 bytes past the source modulo 4096, which is
+/// where two heap buffers of the same page-multiple size tend to land (measured here:
+/// 16 KiB in 6.3 µs instead of 0.7 µs). With `SEEN`, also returns the OR of every result
+/// byte; without, 0, and the loop does nothing more than the XOR.
+#[inline(always)]
+fn xor_copy<const SEEN: bool>(
+    out: &mut [u8],
+    src: &[u8],
+    masking_key: [u8; 4],
+    offset: usize,
+) -> u8 {
+    let pattern = key_pattern(masking_key, offset);
+    let mut seen = [0u8; BLOCK];
+    let (out_blocks, out_tail) = out.as_chunks_mut::<BLOCK>();
+    let (src_blocks, src_tail) = src.as_chunks::<BLOCK>();
+    for (out, src) in out_blocks.iter_mut().zip(src_blocks) {
+        for i in 0..BLOCK {
+            out[i] = src[i] ^ pattern[i];
             if SEEN {
-                seen[i] |= block[i];
+                seen[i] |= out[i];
             }
         }
     }
-    for (i, byte) in tail.iter_mut().enumerate() {
-        *byte ^= pattern[i];
+    for (i, (out, src)) in out_tail.iter_mut().zip(src_tail).enumerate() {
+        *out = src ^ pattern[i];
         if SEEN {
-            seen[i] |= *byte;
+            seen[i] |= *out;
         }
     }
     seen.iter().fold(0, |all, byte| all | byte)
+}
+
+/// The masking key as seen from payload byte `offset`, repeated to a block.
+fn key_pattern(masking_key: [u8; 4], offset: usize) -> [u8; BLOCK] {
+    let key = rotated(masking_key, offset);
+    std::array::from_fn(|i| key[i % 4])
 }
 
 /// The key as seen from payload byte `offset`: §5.3's "index i modulo 4".
