@@ -75,12 +75,16 @@ fn xor_copy<const SEEN: bool>(
     let (out_blocks, out_tail) = out.as_chunks_mut::<BLOCK>();
     let (src_blocks, src_tail) = src.as_chunks::<BLOCK>();
     for (out, src) in out_blocks.iter_mut().zip(src_blocks) {
+        // The whole block is loaded before any byte is stored: the compiler then needs
+        // no proof that `out` and `src` do not overlap to use vector loads and stores.
+        let mut block = *src;
         for i in 0..BLOCK {
-            out[i] = src[i] ^ pattern[i];
+            block[i] ^= pattern[i];
             if SEEN {
-                seen[i] |= out[i];
+                seen[i] |= block[i];
             }
         }
+        *out = block;
     }
     for (i, (out, src)) in out_tail.iter_mut().zip(src_tail).enumerate() {
         *out = src ^ pattern[i];
