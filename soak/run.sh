@@ -24,7 +24,7 @@ log() { printf '[soak] %s\n' "$*"; }
 if [[ -z ${WSCAST_BIN:-} ]]; then
     log "cargo build --release"
     cargo build --release --quiet
-    WSCAST_BIN=target/release/wscast
+    WSCAST_BIN=${CARGO_TARGET_DIR:-target}/release/wscast
 fi
 if [[ -z ${LOADGEN_BIN:-} ]]; then
     log "building the load generator (bench/loadgen)"
