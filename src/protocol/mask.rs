@@ -13,7 +13,7 @@ pub fn apply_mask(data: &mut [u8], masking_key: [u8; 4], offset: usize) {
 }
 
 /// Appends `src` to `dst`, unmasked with `masking_key`, where `src[0]` is payload byte
-/// `offset`, in one pass ([`xor_copy`]).
+/// `offset`: copied and unmasked in one pass that never calls `memcpy` (why: `xor_copy`).
 pub fn unmask_into(dst: &mut Vec<u8>, src: &[u8], masking_key: [u8; 4], offset: usize) {
     let start = dst.len();
     dst.resize(start + src.len(), 0);
