@@ -60,7 +60,7 @@
 //!
 //!   stdin ──▶ LineSplitter ──▶ console command? ──▶ frame each line once ──┐
 //!                                                                         ▼
-//!              every open connection's OutQueue ◀── the same Rc<[u8]> bytes
+//!              every open connection's OutQueue ◀── the same Rc<Vec<u8>> bytes
 //! ```
 //!
 //! [`server`] holds all of that I/O: the event loop, standard input, the HTTP surface

@@ -502,7 +502,7 @@ impl Server {
                         let addr = peer_name(&peer.socket);
                         let mut frame = Vec::new();
                         encode_line(&mut frame, &body);
-                        let n = self.broadcast(Rc::from(frame));
+                        let n = self.broadcast(share(frame));
                         info!(
                             "{addr}: POST /broadcast sent {} bytes to {n} client(s)",
                             body.len()
@@ -640,7 +640,7 @@ impl Server {
                 }
                 continue;
             }
-            let mut frame: Option<Rc<[u8]>> = None;
+            let mut frame: Option<Rc<Vec<u8>>> = None;
             for (key, peer) in self.peers.iter_mut() {
                 if peer.id == 0 || !peer.proto.can_send() || !chat.reaches(&to, peer.id) {
                     continue;
@@ -663,7 +663,7 @@ impl Server {
 
     /// Queues one batch of frames on every open connection; returns how many got it.
     /// The bytes leave at the next flush, which also enforces `--max-backlog`.
-    fn broadcast(&mut self, frames: Rc<[u8]>) -> usize {
+    fn broadcast(&mut self, frames: Rc<Vec<u8>>) -> usize {
         let mut count = 0;
         for (key, peer) in self.peers.iter_mut() {
             if !peer.proto.can_send() {
@@ -758,12 +758,12 @@ impl Server {
             });
         for (before, command) in pending_commands {
             if !before.is_empty() {
-                self.broadcast(Rc::from(before));
+                self.broadcast(share(before));
             }
             self.on_line(&command);
         }
         if !batch.is_empty() {
-            self.broadcast(Rc::from(batch));
+            self.broadcast(share(batch));
         }
     }
 
@@ -773,7 +773,7 @@ impl Server {
             Command::Broadcast(message) => {
                 let mut frame = Vec::new();
                 encode_line(&mut frame, message);
-                self.broadcast(Rc::from(frame));
+                self.broadcast(share(frame));
             }
             Command::Exit => self.begin_shutdown(),
             Command::Help => eprintln!("{HELP}"),
@@ -1154,8 +1154,15 @@ fn encode_line(batch: &mut Vec<u8>, line: &[u8]) {
 }
 
 /// One server frame, to be shared by every connection it is queued on.
-fn shared_frame(opcode: OpCode, payload: &[u8]) -> Rc<[u8]> {
-    Rc::from(encode_frame(opcode, payload, None))
+fn shared_frame(opcode: OpCode, payload: &[u8]) -> Rc<Vec<u8>> {
+    share(encode_frame(opcode, payload, None))
+}
+
+/// Frames to be shared by every connection they are queued on, without copying them:
+/// only the spare capacity of the `Vec` they were encoded into is given back.
+fn share(mut frames: Vec<u8>) -> Rc<Vec<u8>> {
+    frames.shrink_to_fit();
+    Rc::new(frames)
 }
 
 #[cfg(test)]

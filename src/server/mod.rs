@@ -11,7 +11,7 @@
 //!
 //!  stdin ──read──▶ LineSplitter ──▶ console::parse ──▶ encode each line once ──┐
 //!                                                                               │
-//!     every OutQueue ◀── the same Rc<[u8]> batch of frames ◀───────────────────┘
+//!     every OutQueue ◀── the same Rc<Vec<u8>> batch of frames ◀────────────────┘
 //! ```
 //!
 //! The loop follows mio's rules: sockets are drained until `WouldBlock`, `Interrupted` is

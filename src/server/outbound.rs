@@ -1,6 +1,6 @@
 //! A connection's outbound queue: frames waiting to be written, shared where possible.
 //!
-//! A broadcast frame is encoded once and the same `Rc<[u8]>` sits in every connection's
+//! A broadcast frame is encoded once and the same `Rc<Vec<u8>>` sits in every connection's
 //! queue, so a 1 MiB line sent to 1,000 clients costs 1 MiB, not 1 GiB. Everything queued
 //! for a connection leaves in as few `writev` calls as the socket allows: frames that
 //! arrived together leave together.
@@ -17,8 +17,10 @@ const MAX_IOV: usize = 16;
 /// One queued piece of output.
 #[derive(Debug, Clone)]
 pub enum Chunk {
-    /// Bytes shared with other connections' queues (a broadcast frame).
-    Shared(Rc<[u8]>),
+    /// Bytes shared with other connections' queues (a broadcast frame). An `Rc<Vec<u8>>`
+    /// and not an `Rc<[u8]>`, which would copy the bytes out of the `Vec` they were
+    /// encoded into.
+    Shared(Rc<Vec<u8>>),
     /// Bytes for this connection alone (a pong, an echo, an HTTP response).
     Owned(Vec<u8>),
     /// A frame header kept inline, with no allocation: the payload follows as its own
@@ -222,7 +224,7 @@ mod tests {
 
     #[test]
     fn partial_writes_resume_where_they_stopped() {
-        let shared: Rc<[u8]> = Rc::from(&b"shared-frame"[..]);
+        let shared = Rc::new(b"shared-frame".to_vec());
         let mut q = OutQueue::default();
         q.push(Chunk::Shared(shared.clone()));
         q.push(Chunk::Owned(b"-owned".to_vec()));
@@ -247,8 +249,8 @@ mod tests {
     #[test]
     fn drop_unstarted_keeps_only_the_frame_in_flight() {
         let mut q = OutQueue::default();
-        q.push(Chunk::Shared(Rc::from(&b"first"[..])));
-        q.push(Chunk::Shared(Rc::from(&b"second"[..])));
+        q.push(Chunk::Shared(Rc::new(b"first".to_vec())));
+        q.push(Chunk::Shared(Rc::new(b"second".to_vec())));
         q.push(Chunk::Owned(b"third".to_vec()));
         let mut w = Trickle {
             out: Vec::new(),
