@@ -4,8 +4,9 @@
 #
 # makes VENV a Python venv holding exactly REQUIREMENTS (a pip requirements file) in
 # which MODULE imports. A venv is reused when it holds a copy of REQUIREMENTS identical
-# to the current one; otherwise it is (re)filled. When `python3 -m venv` is missing,
-# as on a bare Debian, python3-venv is installed with apt-get if we are root.
+# to the current one; otherwise it is (re)filled. When `python3 -m venv` fails, as on
+# a bare Debian, python3-venv is installed with apt-get (if we are root) and it is
+# tried once more.
 #
 # The caller defines log and die. PYTHON picks the interpreter (default python3).
 
@@ -19,15 +20,17 @@ ensure_venv() {
     fi
     if ! [[ -x $venv/bin/python ]] || ! "$venv/bin/python" -c '' 2>/dev/null; then
         rm -rf "$venv"
-        if ! "$python" -c 'import ensurepip, venv' 2>/dev/null; then
-            [[ $(id -u) == 0 ]] || die "$python has no venv module: apt-get install python3-venv (as root)"
+        log "creating $venv"
+        if ! "$python" -m venv "$venv"; then
+            # Debian ships `venv` without `ensurepip` until python3-venv is installed.
+            rm -rf "$venv"
+            [[ $(id -u) == 0 ]] || die "cannot create a venv with $python: apt-get install python3-venv (as root)"
             log "apt-get install python3-venv"
             DEBIAN_FRONTEND=noninteractive timeout 300 apt-get update -qq &&
                 DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -qq python3-venv >/dev/null ||
                 die "apt-get install python3-venv failed"
+            "$python" -m venv "$venv" || die "cannot create a venv with $python"
         fi
-        log "creating $venv"
-        "$python" -m venv "$venv" || die "cannot create a venv with $python"
     fi
     log "pip install -r $reqs"
     timeout 300 "$venv/bin/python" -m pip install --quiet -r "$reqs" ||
