@@ -25,7 +25,8 @@ fn echo_mode_sends_every_message_back_unchanged() {
         Message::binary(vec![0u8, 1, 2, 0xff, 0xfe]),
         Message::text(""),
         Message::binary(Vec::new()),
-        // Either side of the size up to which an echo is copied into one buffer, and
+        // Either side of the size up to which an echo is copied into one buffer
+        // (`ECHO_COPY_MAX` in src/server/event_loop.rs), and
         // of the 16-bit length form (§5.2).
         Message::binary(vec![7u8; 2 * 1024]),
         Message::text("y".repeat(2 * 1024 + 1)),

@@ -170,7 +170,7 @@ mod tests {
     fn unmask_text_into_says_whether_the_bytes_are_ascii_wherever_the_high_bit_is() {
         let key = [0x80, 0x00, 0xff, 0x7f];
         for len in 0..72 {
-            // All ASCII, then one byte at a time turned non-ASCII, in the words and in
+            // All ASCII, then one byte at a time turned non-ASCII, in the blocks and in
             // the tail alike.
             let plain: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
             for bad in std::iter::once(None).chain((0..len as usize).map(Some)) {
