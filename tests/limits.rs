@@ -51,20 +51,47 @@ fn origins_not_allowed_get_403_and_upgrades_over_the_limit_get_503() {
 
 #[test]
 fn a_silent_peer_is_pinged_then_dropped_after_the_idle_timeout() {
+    // Spec: "--idle-timeout <SECS> drop a peer silent this long after a ping".
     let mut server = Server::start(&["--ping-interval", "1", "--idle-timeout", "2"]);
     let mut silent = server.raw_client("/ws");
     let started = Instant::now();
     let ping = read_frame(&mut silent).expect("a keepalive ping");
+    let pinged = Instant::now();
     assert_eq!((ping.opcode, ping.masked), (0x9, false), "{ping:?}");
-    // It never answers: dropped once silent for --idle-timeout.
-    expect_eof(&mut silent);
-    let elapsed = started.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(5),
-        "dropped after {elapsed:?}"
+        pinged - started >= Duration::from_millis(800),
+        "pinged after {:?}, before the 1 s interval",
+        pinged - started
+    );
+    // It never answers: dropped once silent for --idle-timeout after the ping.
+    expect_eof(&mut silent);
+    let after_ping = pinged.elapsed();
+    assert!(
+        after_ping >= Duration::from_millis(1800) && after_ping < Duration::from_secs(5),
+        "dropped {after_ping:?} after the ping"
     );
     let line = server.wait_for_log("idle-timeout", TIMEOUT);
     assert!(line.contains("#1 "), "{line}");
+}
+
+#[test]
+fn an_idle_timeout_shorter_than_the_ping_interval_still_waits_for_the_ping() {
+    let mut server = Server::start(&["--ping-interval", "2", "--idle-timeout", "1"]);
+    let mut silent = server.raw_client("/ws");
+    let started = Instant::now();
+    let ping = read_frame(&mut silent).expect("a keepalive ping before any drop");
+    assert_eq!(ping.opcode, 0x9, "{ping:?}");
+    let pinged = started.elapsed();
+    assert!(
+        pinged >= Duration::from_millis(1800),
+        "pinged after {pinged:?}"
+    );
+    expect_eof(&mut silent);
+    let after_ping = started.elapsed() - pinged;
+    assert!(
+        after_ping >= Duration::from_millis(800) && after_ping < Duration::from_secs(4),
+        "dropped {after_ping:?} after the ping"
+    );
 }
 
 #[test]

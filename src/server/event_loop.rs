@@ -76,8 +76,9 @@ struct Peer {
     out: OutQueue,
     /// When the TCP connection was accepted.
     since: Millis,
-    /// When the peer last sent anything.
-    heard: Millis,
+    /// When the silence the keepalive timer measures began: the last time the peer
+    /// sent anything or, once `pinged`, when the ping went out.
+    quiet_since: Millis,
     /// A keepalive ping is outstanding.
     pinged: bool,
     /// `WRITABLE` interest is registered.
@@ -350,7 +351,7 @@ impl Server {
                         proto: Connection::server(self.config.max_message),
                         out: OutQueue::default(),
                         since: Millis::at(self.epoch, now),
-                        heard: Millis::at(self.epoch, now),
+                        quiet_since: Millis::at(self.epoch, now),
                         pinged: false,
                         writable: false,
                         dirty: false,
@@ -396,7 +397,7 @@ impl Server {
             match peer.socket.read(&mut self.read_buf) {
                 Ok(0) => return self.on_eof(key),
                 Ok(n) => {
-                    peer.heard = self.turn;
+                    peer.quiet_since = self.turn;
                     peer.pinged = false;
                     trace!("#{}: {n} bytes in", peer.id);
                     let buf = std::mem::take(&mut self.read_buf);
@@ -491,7 +492,7 @@ impl Server {
                         );
                         early = Some(peer.proto.accept(&upgrade, &mut follow));
                         if let Some(interval) = self.config.ping_interval {
-                            let due = peer.heard.instant(self.epoch) + interval;
+                            let due = peer.quiet_since.instant(self.epoch) + interval;
                             self.next_tick = self.next_tick.min(due);
                         }
                         if let Some(chat) = &mut self.chat {
@@ -937,24 +938,21 @@ impl Server {
                     let Some(interval) = ping_interval else {
                         continue;
                     };
-                    let heard = peer.heard.instant(epoch);
-                    let silent = now.duration_since(heard);
-                    if silent >= idle_timeout {
-                        expired.push((key, "silent past --idle-timeout"));
-                        continue;
-                    }
-                    if silent >= interval && !peer.pinged {
-                        if let Some(ping) = peer.proto.ping(b"wscast") {
-                            trace!("#{}: ping", peer.id);
-                            peer.out.push(Chunk::Owned(ping));
-                            peer.pinged = true;
-                            peer.mark_dirty(key, &mut self.dirty);
-                        }
-                    }
-                    // Next: the ping when it is due, then the idle cut-off.
-                    next = next.min(heard + idle_timeout);
-                    if !peer.pinged {
-                        next = next.min(heard + interval);
+                    // A peer silent for `interval` is pinged; one still silent
+                    // `idle_timeout` after the ping is dropped.
+                    let wait = if peer.pinged { idle_timeout } else { interval };
+                    let due = peer.quiet_since.instant(epoch) + wait;
+                    if now < due {
+                        next = next.min(due);
+                    } else if peer.pinged {
+                        expired.push((key, "silent past --idle-timeout after a ping"));
+                    } else if let Some(ping) = peer.proto.ping(b"wscast") {
+                        trace!("#{}: ping", peer.id);
+                        peer.out.push(Chunk::Owned(ping));
+                        peer.pinged = true;
+                        peer.quiet_since = Millis::at(epoch, now);
+                        peer.mark_dirty(key, &mut self.dirty);
+                        next = next.min(now + idle_timeout);
                     }
                 }
                 _ => {}
