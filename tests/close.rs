@@ -34,7 +34,9 @@ fn a_client_close_is_echoed_and_then_the_server_closes_tcp() {
         "TCP close took {:?}",
         started.elapsed()
     );
-    server.wait_for_log("#1 closed by the client with 1000", TIMEOUT);
+    // Spec: connections "closed with peer address and close code" are logged.
+    let line = server.wait_for_log("closed by the client with 1000", TIMEOUT);
+    assert!(line.contains("#1 (127.0.0.1:"), "{line}");
     // The other client is unaffected.
     server.send_line(b"still here");
     expect_text(&mut other, "still here");

@@ -104,7 +104,8 @@ fn close_with_a_code_and_reason_closes_only_that_client() {
     let (code, reason) = expect_close(&mut first);
     assert_eq!((code, reason.as_str()), (4001, "bye"));
     expect_tcp_closed(&mut first);
-    server.wait_for_log("#1 closing with 4001", TIMEOUT);
+    let line = server.wait_for_log("closing with 4001", TIMEOUT);
+    assert!(line.contains("#1 (127.0.0.1:"), "{line}");
     server.send_line(b"for the rest");
     expect_text(&mut second, "for the rest");
 }

@@ -557,15 +557,16 @@ impl Server {
                     debug!("#{} answered our Close with {code}", peer.id);
                     return early;
                 }
+                let who = format!("#{} ({})", peer.id, peer_name(&peer.socket));
                 match frame {
                     Some(f) if f.reason.is_empty() => {
-                        info!("#{} closed by the client with {}", peer.id, f.code)
+                        info!("{who} closed by the client with {}", f.code)
                     }
                     Some(f) => info!(
-                        "#{} closed by the client with {} ({:?})",
-                        peer.id, f.code, f.reason
+                        "{who} closed by the client with {} ({:?})",
+                        f.code, f.reason
                     ),
-                    None => info!("#{} closed by the client (no status code)", peer.id),
+                    None => info!("{who} closed by the client (no status code)"),
                 }
                 if let Some(chat) = &mut self.chat {
                     deliveries = chat.on_close(peer.id);
@@ -847,7 +848,11 @@ impl Server {
             return;
         };
         if let Some(frame) = peer.proto.close(code, reason) {
-            info!("#{} closing with {code}", peer.id);
+            info!(
+                "#{} ({}) closing with {code}",
+                peer.id,
+                peer_name(&peer.socket)
+            );
             peer.announced = true;
             peer.out.push(Chunk::Owned(frame));
             let deadline = Instant::now() + CLOSE_TIMEOUT;
