@@ -285,3 +285,49 @@ fn a_lone_slow_client_pauses_stdin_instead_of_being_dropped() {
     drop(writer.join().unwrap());
     assert!(!server.logs().iter().any(|l| l.contains("too slow")));
 }
+
+#[test]
+fn post_broadcast_gets_503_while_every_client_is_behind_and_nothing_accepted_is_lost() {
+    // Spec: a slow client's queue grows "up to --max-backlog", and nothing is "buffered
+    // without bound". stdin pauses while every client is behind; POST /broadcast,
+    // which cannot pause its sender, is refused with 503 instead.
+    let mut server = Server::start(&["--max-backlog", "65536"]);
+    let mut lone = server.raw_client("/ws");
+    let size = 60_000;
+    let (mut accepted, mut refused) = (0, 0);
+    for i in 0..100 {
+        let body = format!("{i:>5} {}", "p".repeat(size - 6));
+        let request = format!(
+            "POST /broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {size}\r\n\r\n{body}"
+        );
+        let (status, head, _) = http_exchange(&server.addr(), request.as_bytes());
+        match status {
+            200 => accepted += 1,
+            503 => {
+                assert!(head.contains("Retry-After: 1"), "{head}");
+                refused += 1;
+            }
+            other => panic!("POST {i}: {other} {head}"),
+        }
+    }
+    assert!(refused > 0, "all 100 POSTs of {size} bytes were queued");
+    // Kernel buffers hold a few hundred KB; wscast's own queue stops near the limit.
+    assert!(
+        accepted * size < 4 << 20,
+        "{accepted} POSTs queued for a client that reads nothing"
+    );
+    // Every accepted message arrives, in order, and nothing else.
+    let mut seen = Vec::new();
+    for _ in 0..accepted {
+        let f = read_frame(&mut lone).expect("an accepted message");
+        assert_eq!(f.payload.len(), size);
+        seen.push(String::from_utf8_lossy(&f.payload[..5]).trim().to_owned());
+    }
+    let mut order = seen.clone();
+    order.sort_by_key(|n| n.parse::<u32>().unwrap());
+    assert_eq!(seen, order, "messages out of order");
+    lone.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    assert!(read_frame(&mut lone).is_err(), "a refused message arrived");
+    server.wait_for_log("refused with 503", TIMEOUT);
+}

@@ -297,7 +297,7 @@ impl Server {
                 self.next_tick = self.tick(now);
             }
             self.flush_dirty();
-            if self.stdin_ready && !self.stdin_blocked() {
+            if self.stdin_ready && !self.everyone_behind() {
                 self.read_stdin();
                 self.flush_dirty();
             }
@@ -501,15 +501,25 @@ impl Server {
                     }
                     Route::Broadcast(body) => {
                         let addr = peer_name(&peer.socket);
-                        let mut frame = Vec::new();
-                        encode_line(&mut frame, &body);
-                        let n = self.broadcast(share(frame));
-                        info!(
-                            "{addr}: POST /broadcast sent {} bytes to {n} client(s)",
-                            body.len()
-                        );
+                        let response = if self.everyone_behind() {
+                            // The HTTP side of stdin's pause: the sender is told to retry.
+                            warn!(
+                                "{addr}: POST /broadcast refused with 503: every client \
+                                 still has earlier lines to receive"
+                            );
+                            http::broadcast_busy()
+                        } else {
+                            let mut frame = Vec::new();
+                            encode_line(&mut frame, &body);
+                            let n = self.broadcast(share(frame));
+                            info!(
+                                "{addr}: POST /broadcast sent {} bytes to {n} client(s)",
+                                body.len()
+                            );
+                            http::broadcast_done(n)
+                        };
                         if let Some(peer) = self.peers.get_mut(key) {
-                            peer.proto.respond(http::broadcast_done(n), &mut follow);
+                            peer.proto.respond(response, &mut follow);
                         }
                     }
                     Route::Respond(response) => {
@@ -681,7 +691,7 @@ impl Server {
 
     /// Reads standard input while it has data and the clients keep up.
     fn read_stdin(&mut self) {
-        while !self.stdin_blocked() {
+        while !self.everyone_behind() {
             let Some(stdin) = &mut self.stdin else {
                 return;
             };
@@ -716,11 +726,12 @@ impl Server {
         }
     }
 
-    /// Whether stdin must wait: every open client is behind, i.e. even the least-loaded
-    /// one holds [`STDIN_HIGH_WATER`] (or a quarter of `--max-backlog`, if smaller)
-    /// unsent. The producer then blocks on the pipe instead of wscast buffering without
-    /// bound. Also records the least backlog, which `--max-backlog` is measured from.
-    fn stdin_blocked(&mut self) -> bool {
+    /// Whether every open client is behind, i.e. even the least-loaded one holds
+    /// [`STDIN_HIGH_WATER`] (or a quarter of `--max-backlog`, if smaller) unsent. Then
+    /// stdin waits, so its producer blocks on the pipe, and `POST /broadcast` is refused
+    /// with 503, instead of wscast buffering without bound. Also records the least
+    /// backlog, which `--max-backlog` is measured from.
+    fn everyone_behind(&mut self) -> bool {
         let high_water = (self.config.max_backlog / 4).min(STDIN_HIGH_WATER);
         let least_pending = self.refresh_least_backlog();
         least_pending.is_some_and(|least| least >= high_water)

@@ -10,7 +10,7 @@
 //! | upgrade from an Origin not allowed | 403 |
 //! | upgrade beyond `--max-connections` | 503 |
 //! | `GET /` | the browser client page |
-//! | `POST /broadcast` | [`Route::Broadcast`], answered with the recipient count |
+//! | `POST /broadcast` | [`Route::Broadcast`], answered with the recipient count (503 while every client is behind) |
 //! | other method on a known path | 405 |
 //! | anything else | 404 |
 
@@ -108,6 +108,15 @@ pub fn bad_request(status: u16) -> Vec<u8> {
 pub fn broadcast_done(recipients: usize) -> Vec<u8> {
     let body = format!("{recipients}\n");
     handshake::http_response(200, "text/plain; charset=utf-8", &[], body.as_bytes())
+}
+
+/// The answer to `POST /broadcast` while every client is behind: 503, retry in a second.
+pub fn broadcast_busy() -> Vec<u8> {
+    error(
+        503,
+        "every client still has earlier messages to receive; try again shortly",
+        &[("Retry-After", "1")],
+    )
 }
 
 /// The page's WebSocket path lives in one tag; the server writes its first path there.
