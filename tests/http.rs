@@ -294,3 +294,34 @@ fn the_page_is_told_the_first_websocket_path() {
         "the page must connect to the first --path"
     );
 }
+
+#[test]
+fn head_slash_gets_the_page_headers_without_the_page() {
+    // RFC 9110 §9.3.2: HEAD is GET "except that the server MUST NOT send content".
+    let server = Server::start(&[]);
+    let (_, get_head, page) =
+        http_exchange(&server.addr(), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let (status, head, body) = http_exchange(
+        &server.addr(),
+        b"HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    );
+    assert_eq!(status, 200, "{head}");
+    assert!(body.is_empty(), "{} bytes after a HEAD answer", body.len());
+    assert_eq!(
+        header_value(&head, "Content-Length"),
+        Some(page.len().to_string())
+    );
+    assert_eq!(head, get_head);
+}
+
+#[test]
+fn with_path_slash_the_page_and_the_websocket_share_slash() {
+    let mut server = Server::start(&["--path", "/"]);
+    let (status, head, body) =
+        http_exchange(&server.addr(), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(status, 200, "{head}");
+    assert!(String::from_utf8_lossy(&body).contains(r#"<meta name="wscast-path" content="/">"#));
+    let mut ws = server.client("/");
+    server.send_line(b"at the root");
+    expect_text(&mut ws, "at the root");
+}

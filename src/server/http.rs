@@ -51,7 +51,27 @@ pub struct RouteContext<'a> {
 /// Decides the answer to `request` (whose body is `body`).
 pub fn route(request: &Request, body: Vec<u8>, cx: RouteContext<'_>) -> Route {
     let method = request.method.as_str();
-    if let Some(path) = cx.paths.iter().position(|p| *p == request.path) {
+    let endpoint = cx.paths.iter().position(|p| *p == request.path);
+    // The page is `GET /`, also when `--path /` makes `/` a WebSocket endpoint too: there
+    // only a request that asks to upgrade is one.
+    let asks_upgrade = request.header("Upgrade").is_some();
+    if request.path == "/"
+        && matches!(method, "GET" | "HEAD")
+        && (endpoint.is_none() || !asks_upgrade)
+    {
+        let page = handshake::http_response(
+            200,
+            "text/html; charset=utf-8",
+            &[("Cache-Control", "no-store")],
+            page(cx.paths.first().map_or("/ws", String::as_str)).as_bytes(),
+        );
+        return Route::Respond(if method == "HEAD" {
+            head_only(page)
+        } else {
+            page
+        });
+    }
+    if let Some(path) = endpoint {
         if method != "GET" {
             return Route::Respond(error(
                 405,
@@ -76,13 +96,11 @@ pub fn route(request: &Request, body: Vec<u8>, cx: RouteContext<'_>) -> Route {
         return Route::Upgrade { path, upgrade };
     }
     match (request.path.as_str(), method) {
-        ("/", "GET" | "HEAD") => Route::Respond(handshake::http_response(
-            200,
-            "text/html; charset=utf-8",
-            &[("Cache-Control", "no-store")],
-            page(cx.paths.first().map_or("/ws", String::as_str)).as_bytes(),
+        ("/", _) => Route::Respond(error(
+            405,
+            "only GET is served here",
+            &[("Allow", "GET, HEAD")],
         )),
-        ("/", _) => Route::Respond(error(405, "only GET is served here", &[("Allow", "GET")])),
         ("/broadcast", "POST") => Route::Broadcast(body),
         ("/broadcast", _) => Route::Respond(error(
             405,
@@ -134,6 +152,15 @@ pub fn page(ws_path: &str) -> String {
         &format!(r#"<meta name="wscast-path" content="{escaped}">"#),
         1,
     )
+}
+
+/// RFC 9110 §9.3.2: the answer to `HEAD` is the answer to `GET` without its content
+/// (the headers, `Content-Length` included, stay the same).
+fn head_only(mut response: Vec<u8>) -> Vec<u8> {
+    if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+        response.truncate(end + 4);
+    }
+    response
 }
 
 fn error(status: u16, text: &str, headers: &[(&str, &str)]) -> Vec<u8> {
