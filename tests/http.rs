@@ -325,3 +325,20 @@ fn with_path_slash_the_page_and_the_websocket_share_slash() {
     server.send_line(b"at the root");
     expect_text(&mut ws, "at the root");
 }
+
+#[test]
+fn a_busy_port_is_named_in_the_error_and_the_exit_code() {
+    let server = Server::start(&[]);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wscast"))
+        .args(["--listen", &server.addr()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second wscast");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {}", server.addr())),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+}
