@@ -173,62 +173,121 @@ impl Drop for Stdin {
 }
 
 /// Splits a byte stream into lines: `\n` ends a line, and a `\r` right before it is
-/// dropped too. A line longer than `max_line` bytes is cut there (and reported), so
-/// memory stays bounded even on input that never ends a line.
+/// dropped too. A line longer than `max_line` bytes is sent in pieces of at most
+/// `max_line` bytes, cut between UTF-8 characters where it can be, and reported once;
+/// pieces go out as soon as they are known, so memory stays bounded even on input that
+/// never ends a line. However the input is chunked, the lines and pieces are the same.
 #[derive(Debug)]
 pub struct LineSplitter {
+    /// The unsent start of the current line: at most `max_line` bytes and a `\r` between
+    /// calls, plus one read during a call.
     partial: Vec<u8>,
     max_line: usize,
+    /// Whether the current line has been reported as too long.
+    warned: bool,
 }
 
 impl LineSplitter {
-    /// A splitter that cuts lines at `max_line` bytes.
+    /// A splitter that sends lines longer than `max_line` bytes in pieces.
     pub fn new(max_line: usize) -> LineSplitter {
         LineSplitter {
             partial: Vec::new(),
             max_line: max_line.max(1),
+            warned: false,
         }
     }
 
-    /// Feeds bytes; calls `line` for each complete line, in order.
+    /// Feeds bytes; calls `line` for each complete line and each piece of an overlong
+    /// line, in order.
     pub fn push(&mut self, mut bytes: &[u8], mut line: impl FnMut(&[u8])) {
         while let Some(nl) = memchr::memchr(b'\n', bytes) {
             let (head, rest) = bytes.split_at(nl);
             bytes = &rest[1..];
-            if self.partial.is_empty() {
-                line(strip_cr(head));
+            let whole = if self.partial.is_empty() {
+                head
             } else {
                 self.partial.extend_from_slice(head);
-                line(strip_cr(&self.partial));
-                self.partial.clear();
-            }
+                &self.partial
+            };
+            let whole = strip_cr(whole);
+            let sent = send_pieces(whole, self.max_line, &mut self.warned, &mut line);
+            line(&whole[sent..]);
+            self.warned = false;
+            self.partial.clear();
             if self.partial.capacity() > READ_CHUNK {
                 self.partial = Vec::new();
             }
         }
         self.partial.extend_from_slice(bytes);
-        while self.partial.len() >= self.max_line {
-            warn!(
-                "stdin: a line is longer than {} bytes; sending it in pieces",
-                self.max_line
-            );
-            let rest = self.partial.split_off(self.max_line);
-            line(&self.partial);
-            self.partial = rest;
-        }
+        // A `\r` at the end may be half of a `\r\n`, so it is not known to be in the line.
+        let known = self.partial.len() - usize::from(self.partial.ends_with(b"\r"));
+        let start = &self.partial[..known];
+        let sent = send_pieces(start, self.max_line, &mut self.warned, &mut line);
+        self.partial.drain(..sent);
     }
 
     /// End of input: a last line without a terminator is still a line.
     pub fn finish(&mut self, mut line: impl FnMut(&[u8])) {
+        // `push` left at most `max_line` bytes and a `\r`, so this is one last piece.
         if !self.partial.is_empty() {
             line(strip_cr(&self.partial));
         }
         self.partial = Vec::new();
+        self.warned = false;
     }
 }
 
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Sends pieces from the front of `line` (the whole line, or its start so far) while
+/// more than `max_line` bytes remain, warning once per line; returns the bytes sent.
+/// What remains is never empty, so cutting adds no empty message.
+fn send_pieces(
+    line: &[u8],
+    max_line: usize,
+    warned: &mut bool,
+    send: &mut impl FnMut(&[u8]),
+) -> usize {
+    let mut sent = 0;
+    while line.len() - sent > max_line {
+        if !*warned {
+            warn!("stdin: a line is longer than {max_line} bytes; sending it in pieces");
+            *warned = true;
+        }
+        let piece = &line[sent..sent + max_line];
+        let piece = &piece[..cut(piece)];
+        send(piece);
+        sent += piece.len();
+    }
+    sent
+}
+
+/// Where to end a piece that could be all of `piece`: at its end, unless that splits a
+/// UTF-8 character (a lead byte in the last three with too few continuation bytes after
+/// it); then just before that lead byte, unless that would leave the piece empty.
+fn cut(piece: &[u8]) -> usize {
+    let end = piece.len();
+    let is_continuation = |b: u8| b & 0xC0 == 0x80;
+    let lead = (end.saturating_sub(3)..end)
+        .rev()
+        .find(|&i| !is_continuation(piece[i]));
+    match lead {
+        Some(i) if i > 0 && end - i < utf8_len(piece[i]) => i,
+        _ => end,
+    }
+}
+
+/// The length of the UTF-8 character a byte starts (1 for ASCII and for bytes that
+/// start no character).
+fn utf8_len(lead: u8) -> usize {
+    match lead {
+        0xC2..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        0xF0..=0xF4 => 4,
+        _ => 1,
+    }
 }
 
 #[cfg(test)]
@@ -283,5 +342,167 @@ mod tests {
     #[test]
     fn a_lone_cr_is_kept_inside_a_line() {
         assert_eq!(split(&[b"a\rb\n"], 100), vec![b"a\rb".to_vec()]);
+    }
+
+    /// Every way of cutting `input` into three chunks.
+    fn chunkings(input: &[u8]) -> impl Iterator<Item = [&[u8]; 3]> {
+        (0..=input.len())
+            .flat_map(move |a| (a..=input.len()).map(move |b| (a, b)))
+            .map(|(a, b)| [&input[..a], &input[a..b], &input[b..]])
+    }
+
+    fn lines(list: &[&str]) -> Vec<Vec<u8>> {
+        list.iter().map(|l| l.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn a_long_line_in_one_read_is_cut() {
+        assert_eq!(
+            split(&[b"abcdefghij\nk"], 4),
+            lines(&["abcd", "efgh", "ij", "k"])
+        );
+    }
+
+    #[test]
+    fn any_chunking_with_long_lines_gives_the_same_pieces() {
+        let input = "h\u{e9}llo w\u{f6}rld\r\nab\r\n\u{20ac}\u{20ac}x\u{1f600}y\n\r\n\nabcd\r\n\
+                     abcd\rx\n\u{e9}t\u{e9}\r\rlast\u{20ac}"
+            .as_bytes()
+            .iter()
+            .chain(b"\n\xff\xfe\xfd\xfc\xfb binary\xc3\n")
+            .copied()
+            .collect::<Vec<u8>>();
+        for max in 1..=6 {
+            let whole = split(&[&input], max);
+            assert!(whole.iter().all(|l| l.len() <= max), "max {max}");
+            for chunks in chunkings(&input) {
+                assert_eq!(split(&chunks, max), whole, "max {max}, {chunks:?}");
+            }
+        }
+        assert_eq!(
+            split(&[&input], 4),
+            [
+                &b"h\xc3\xa9l"[..],
+                b"lo w",
+                b"\xc3\xb6rl",
+                b"d",
+                b"ab",
+                "\u{20ac}".as_bytes(),
+                "\u{20ac}x".as_bytes(),
+                "\u{1f600}".as_bytes(),
+                b"y",
+                b"",
+                b"",
+                b"abcd",
+                b"abcd",
+                b"\rx",
+                "\u{e9}t".as_bytes(),
+                "\u{e9}\r\r".as_bytes(),
+                b"last",
+                "\u{20ac}".as_bytes(),
+                b"\xff\xfe\xfd\xfc",
+                b"\xfb bi",
+                b"nary",
+                b"\xc3",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_cut_never_splits_a_utf8_character() {
+        let mut line = "q".repeat(999);
+        line.push_str("\u{e9}r");
+        let expected = lines(&[&"q".repeat(999), "\u{e9}r"]);
+        let bytes = format!("{line}\n").into_bytes();
+        for at in [0, 999, 1000, 1001, bytes.len()] {
+            let (first, rest) = bytes.split_at(at);
+            assert_eq!(split(&[first, rest], 1000), expected, "split at {at}");
+        }
+        // With no `\n` at all, the pieces are the same.
+        assert_eq!(split(&[line.as_bytes()], 1000), expected);
+    }
+
+    #[test]
+    fn valid_utf8_is_cut_into_valid_utf8() {
+        let text = "a\u{e9}\u{20ac}\u{1f600}".repeat(5);
+        for max in 4..=12 {
+            let out = split(&[text.as_bytes()], max);
+            assert!(out.len() > 1, "max {max}");
+            for piece in &out {
+                assert!(std::str::from_utf8(piece).is_ok(), "max {max}: {piece:?}");
+                assert!(piece.len() <= max, "max {max}: {piece:?}");
+            }
+            assert_eq!(out.concat(), text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_character_longer_than_max_line_is_cut_anyway() {
+        assert_eq!(
+            split(&["\u{e9}\u{20ac}".as_bytes()], 2),
+            vec![vec![0xc3, 0xa9], vec![0xe2, 0x82], vec![0xac]]
+        );
+        assert_eq!(
+            split(&["\u{e9}".as_bytes()], 1),
+            vec![vec![0xc3], vec![0xa9]]
+        );
+    }
+
+    #[test]
+    fn a_line_of_exactly_max_line_gives_no_empty_piece() {
+        for input in [&b"abcd\r\n"[..], b"abcd\n", b"abcd\r", b"abcd"] {
+            for chunks in chunkings(input) {
+                assert_eq!(split(&chunks, 4), lines(&["abcd"]), "{chunks:?}");
+            }
+        }
+        // A `\r` not followed by `\n` is part of the line.
+        for chunks in chunkings(b"abcd\rx\n") {
+            assert_eq!(split(&chunks, 4), lines(&["abcd", "\rx"]), "{chunks:?}");
+        }
+    }
+
+    #[test]
+    fn the_held_line_stays_bounded() {
+        let mut s = LineSplitter::new(1000);
+        let mut sent = 0;
+        for _ in 0..10 {
+            s.push(&[b'x'; READ_CHUNK], |l| sent += l.len());
+            assert!(s.partial.len() <= 1000);
+        }
+        assert_eq!(sent + s.partial.len(), 10 * READ_CHUNK);
+    }
+
+    /// Counts, per thread, the warnings about overlong lines.
+    struct WarningCounter;
+
+    thread_local! {
+        static OVERLONG_WARNINGS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    impl log::Log for WarningCounter {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            if record.args().to_string().contains("sending it in pieces") {
+                OVERLONG_WARNINGS.set(OVERLONG_WARNINGS.get() + 1);
+            }
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn each_overlong_line_is_reported_once() {
+        // The only logger in the unit tests; the count is per thread, so tests running
+        // alongside do not disturb it.
+        let _ = log::set_logger(&WarningCounter);
+        log::set_max_level(log::LevelFilter::Warn);
+        let long = vec![b'x'; 300_000];
+        split(&[&long, b"\nshort\n", &long[..2500], b"\n"], 1000);
+        assert_eq!(OVERLONG_WARNINGS.get(), 2);
+        let mut chunked: Vec<&[u8]> = long.chunks(777).collect();
+        chunked.push(b"\n");
+        split(&chunked, 1000);
+        assert_eq!(OVERLONG_WARNINGS.get(), 3);
     }
 }
