@@ -172,7 +172,8 @@ fn closing_stdin_closes_with_1000_and_exits_0() {
     // A last line right before EOF is still sent, and its echo still printed.
     client.type_line(b"last");
     client.close_stdin();
-    server.wait_for_log("#1 closed by the client with 1000", TIMEOUT);
+    let line = server.wait_for_log("closed by the client with 1000", TIMEOUT);
+    assert!(line.contains("#1 (127.0.0.1:"), "{line}");
     assert!(client.wait_exit().success());
     assert_eq!(client.stdout_line(), "last");
     client.wait_for_stderr("closed; the server answered with 1000");
@@ -187,7 +188,8 @@ fn ctrl_c_closes_with_1000_and_exits_0() {
         .status()
         .expect("run kill");
     assert!(kill.success());
-    server.wait_for_log("#1 closed by the client with 1000", TIMEOUT);
+    let line = server.wait_for_log("closed by the client with 1000", TIMEOUT);
+    assert!(line.contains("#1 (127.0.0.1:"), "{line}");
     assert!(client.wait_exit().success());
 }
 
