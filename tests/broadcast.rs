@@ -99,6 +99,14 @@ fn client_messages_are_printed_on_stdout_one_line_each() {
         server.stdout_line(TIMEOUT).as_deref(),
         Some("1: two\\nlines")
     );
+    // A hostile client cannot drive the operator's terminal: escapes are shown.
+    first
+        .send(Message::text("\x1b[2J\x1b]0;title\x07\u{9b}1m"))
+        .unwrap();
+    assert_eq!(
+        server.stdout_line(TIMEOUT).as_deref(),
+        Some("1: \\x1b[2J\\x1b]0;title\\x07\\u{9b}1m")
+    );
     second.send(Message::text("κόσμε")).unwrap();
     assert_eq!(server.stdout_line(TIMEOUT).as_deref(), Some("2: κόσμε"));
     second.send(Message::text("")).unwrap();

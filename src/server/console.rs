@@ -1,7 +1,10 @@
-//! The console: what a line typed on standard input means.
+//! The console: what a line typed on standard input means, and how a client's text
+//! message is printed on standard output.
 //!
 //! Every line is a message for all clients, except the commands below (unless
 //! `--no-commands`). A line starting with `//` is a message with one `/` removed.
+
+use std::io::{self, Write};
 
 /// Printed by `/help`.
 pub const HELP: &str = "\
@@ -53,7 +56,9 @@ pub fn parse(line: &[u8], commands: bool) -> Command<'_> {
         // "//text" sends "/text": the first slash only escapes the second.
         return Command::Broadcast(&line[1..]);
     }
-    if line.trim_ascii() == b"exit" {
+    // A bare `exit`; trailing blanks are forgiven, leading ones make it a message, as
+    // they do for a `/command`.
+    if line.trim_ascii_end() == b"exit" {
         return Command::Exit;
     }
     if !line.starts_with(b"/") {
@@ -96,9 +101,115 @@ pub fn parse(line: &[u8], commands: bool) -> Command<'_> {
     }
 }
 
+/// Writes a client's text message as `<id>: <text>` on one line. Control characters are
+/// not written as they are: a line break would split the message over two lines, and an
+/// escape sequence from a client would drive the operator's terminal. So `\n` and `\r`
+/// are shown as those two characters, other C0 controls (but tab) and DEL as `\x1b`,
+/// and C1 controls (U+0080 to U+009F, `\u{9b}` is a terminal's CSI) as `\u{9b}`. Text
+/// is proven UTF-8 (RFC 6455 §8.1), so everything else is written as the bytes it is.
+pub fn write_text_line(out: &mut impl Write, id: u64, text: &[u8]) -> io::Result<()> {
+    write!(out, "{id}: ")?;
+    let mut rest = text;
+    while let Some(i) = next_control(rest) {
+        out.write_all(&rest[..i])?;
+        let used = match (rest[i], rest.get(i + 1)) {
+            (b'\n', _) => out.write_all(b"\\n").map(|()| 1),
+            (b'\r', _) => out.write_all(b"\\r").map(|()| 1),
+            // U+0080..U+009F is C2 80..C2 9F in UTF-8.
+            (0xc2, Some(&c @ 0x80..=0x9f)) => write!(out, "\\u{{{c:x}}}").map(|()| 2),
+            // Any other character starting with C2 (U+00A0..U+00BF) is printable.
+            (0xc2, _) => out.write_all(&[0xc2]).map(|()| 1),
+            (c, _) => write!(out, "\\x{c:02x}").map(|()| 1),
+        }?;
+        rest = &rest[i + used..];
+    }
+    out.write_all(rest)?;
+    out.write_all(b"\n")
+}
+
+/// Where `text` holds the next byte [`write_text_line`] must look at: a C0 control but
+/// tab, DEL, or `C2`, which starts the C1 controls and some printable characters.
+fn next_control(text: &[u8]) -> Option<usize> {
+    fn maybe(b: u8) -> bool {
+        (b < 0x20 && b != b'\t') || b == 0x7f || b == 0xc2
+    }
+    // Most text has none, so whole blocks are ruled out first by a test that compiles
+    // to a few vector compares: a byte below 0x20 or at 0x7F, or any byte of 0x80 and
+    // up (which covers C2, seen as negative by the signed compare).
+    const BLOCK: usize = 64;
+    let (blocks, tail) = text.as_chunks::<BLOCK>();
+    for (n, block) in blocks.iter().enumerate() {
+        let suspect = block
+            .iter()
+            .fold(false, |any, &b| any | ((b as i8) < 0x20) | (b == 0x7f));
+        if suspect && block.iter().fold(false, |any, &b| any | maybe(b)) {
+            return block.iter().position(|&b| maybe(b)).map(|i| n * BLOCK + i);
+        }
+    }
+    let start = text.len() - tail.len();
+    tail.iter().position(|&b| maybe(b)).map(|i| start + i)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn printed(id: u64, text: &str) -> String {
+        let mut out = Vec::new();
+        write_text_line(&mut out, id, text.as_bytes()).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The rule of `write_text_line`, a character at a time.
+    fn reference(id: u64, text: &str) -> String {
+        let mut line = format!("{id}: ");
+        for c in text.chars() {
+            match c {
+                '\n' => line.push_str("\\n"),
+                '\r' => line.push_str("\\r"),
+                '\t' => line.push('\t'),
+                '\0'..='\x1f' | '\x7f' => line.push_str(&format!("\\x{:02x}", c as u32)),
+                '\u{80}'..='\u{9f}' => line.push_str(&format!("\\u{{{:x}}}", c as u32)),
+                c => line.push(c),
+            }
+        }
+        line.push('\n');
+        line
+    }
+
+    #[test]
+    fn a_message_is_printed_on_one_line() {
+        assert_eq!(printed(7, "a\nb\r\nc κόσμε"), "7: a\\nb\\r\\nc κόσμε\n");
+    }
+
+    #[test]
+    fn control_characters_cannot_reach_the_terminal() {
+        // Clear the screen, set the title, ring the bell, CSI as one C1 character.
+        assert_eq!(
+            printed(2, "\x1b[2J\x1b]0;owned\x07\u{9b}31m\tok\x7f"),
+            "2: \\x1b[2J\\x1b]0;owned\\x07\\u{9b}31m\tok\\x7f\n"
+        );
+        // U+00A0..U+00BF also start with C2 and are printed as they are.
+        assert_eq!(printed(3, "\u{a0}°£½"), "3: \u{a0}°£½\n");
+    }
+
+    #[test]
+    fn every_position_in_and_across_blocks_matches_the_reference() {
+        // Each special character at each position around the 64-byte blocks, in ASCII
+        // and in Greek text (whose bytes all have the top bit set).
+        for filler in ["x", "κ"] {
+            for special in ["\n", "\r", "\x1b", "\0", "\x7f", "\u{85}", "\u{a9}", "\t"] {
+                for at in 0..140 {
+                    let text = format!("{}{special}{}", filler.repeat(at), filler.repeat(7));
+                    assert_eq!(
+                        printed(1, &text),
+                        reference(1, &text),
+                        "{special:?} after {at} × {filler:?}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn console_lines() {
@@ -106,6 +217,10 @@ mod tests {
             (b"hello", true, Command::Broadcast(b"hello")),
             (b"/exit", true, Command::Exit),
             (b"exit", true, Command::Exit),
+            (b"exit \t", true, Command::Exit),
+            // Leading blanks make a message, for `exit` as for `/help`.
+            (b" exit", true, Command::Broadcast(b" exit")),
+            (b"  /help", true, Command::Broadcast(b"  /help")),
             (b"exit", false, Command::Broadcast(b"exit")),
             (b"/exit", false, Command::Broadcast(b"/exit")),
             (b"//exit", true, Command::Broadcast(b"/exit")),

@@ -1120,9 +1120,8 @@ impl Server {
         if !self.stdout_ok {
             return;
         }
-        // Text was proven UTF-8 as it arrived (§8.1); it is written out as the bytes it is.
         let result = match message.kind {
-            MessageKind::Text => print_text_line(&mut self.stdout, id, &message.data),
+            MessageKind::Text => console::write_text_line(&mut self.stdout, id, &message.data),
             MessageKind::Binary => {
                 writeln!(self.stdout, "{id}: <binary, {} bytes>", message.data.len())
             }
@@ -1141,20 +1140,6 @@ impl Server {
             }
         }
     }
-}
-
-/// Writes `<id>: <text>` as one line: a newline or carriage return inside the message is
-/// shown as `\n` or `\r`, so one message is always one line.
-fn print_text_line(out: &mut impl Write, id: u64, text: &[u8]) -> io::Result<()> {
-    write!(out, "{id}: ")?;
-    let mut rest = text;
-    while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
-        out.write_all(&rest[..i])?;
-        out.write_all(if rest[i] == b'\n' { b"\\n" } else { b"\\r" })?;
-        rest = &rest[i + 1..];
-    }
-    out.write_all(rest)?;
-    out.write_all(b"\n")
 }
 
 /// Appends one server frame for a console line or `POST` body: text if it is valid
@@ -1179,26 +1164,4 @@ fn shared_frame(opcode: OpCode, payload: &[u8]) -> Rc<Vec<u8>> {
 fn share(mut frames: Vec<u8>) -> Rc<Vec<u8>> {
     frames.shrink_to_fit();
     Rc::new(frames)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_message_is_printed_on_one_line() {
-        let mut out = Vec::new();
-        print_text_line(&mut out, 7, "a\nb\r\nc κόσμε".as_bytes()).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "7: a\\nb\\r\\nc κόσμε\n");
-    }
-
-    #[test]
-    fn breaks_far_into_a_long_message_are_escaped_too() {
-        // Past the first vector-wide block the search takes another path.
-        let text = format!("{}\n{}\r", "x".repeat(70), "y".repeat(100));
-        let mut out = Vec::new();
-        print_text_line(&mut out, 1, text.as_bytes()).unwrap();
-        let expected = format!("1: {}\\n{}\\r\n", "x".repeat(70), "y".repeat(100));
-        assert_eq!(String::from_utf8(out).unwrap(), expected);
-    }
 }
