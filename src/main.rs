@@ -168,6 +168,9 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
                 "--path {path:?}: a path starts with '/' and has no '?', '#' or space"
             ));
         }
+        if paths.iter().filter(|p| *p == path).count() > 1 {
+            return Err(format!("--path {path}: given twice"));
+        }
         if path == "/broadcast" {
             return Err("--path /broadcast: that path is the HTTP broadcast endpoint".to_owned());
         }

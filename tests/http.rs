@@ -342,3 +342,15 @@ fn a_busy_port_is_named_in_the_error_and_the_exit_code() {
     );
     assert!(output.stdout.is_empty());
 }
+
+#[test]
+fn a_path_given_twice_is_refused_with_exit_code_2() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_wscast"))
+        .args(["--listen", "127.0.0.1:0", "--path", "/a", "--path", "/a"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run wscast");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--path /a: given twice"), "{stderr}");
+}
