@@ -569,16 +569,19 @@ impl Server {
                     debug!("#{} answered our Close with {code}", peer.id);
                     return early;
                 }
-                let who = format!("#{} ({})", peer.id, peer_name(&peer.socket));
+                // (`peer_name` asks the kernel: only when the line is logged.)
+                let (id, addr) = (peer.id, || peer_name(&peer.socket));
                 match frame {
                     Some(f) if f.reason.is_empty() => {
-                        info!("{who} closed by the client with {}", f.code)
+                        info!("#{id} ({}) closed by the client with {}", addr(), f.code)
                     }
                     Some(f) => info!(
-                        "{who} closed by the client with {} ({:?})",
-                        f.code, f.reason
+                        "#{id} ({}) closed by the client with {} ({:?})",
+                        addr(),
+                        f.code,
+                        f.reason
                     ),
-                    None => info!("{who} closed by the client (no status code)"),
+                    None => info!("#{id} ({}) closed by the client (no status code)", addr()),
                 }
                 if let Some(chat) = &mut self.chat {
                     deliveries = chat.on_close(peer.id);
