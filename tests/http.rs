@@ -102,8 +102,17 @@ fn rows() -> Vec<Row> {
             name: "an upgrade on an unknown path",
             request: upgrade("/nope", &format!("{KEY}Sec-WebSocket-Version: 13\r\n")),
             status: 404,
-            header: None,
-            body: None,
+            header: Some("Connection: close"),
+            body: Some("websocket paths: /ws"),
+        },
+        Row {
+            // Not the page (a 200 a WebSocket client can only call a refusal): the answer
+            // says where the endpoint is.
+            name: "an upgrade on / when / is not a WebSocket path",
+            request: upgrade("/", &format!("{KEY}Sec-WebSocket-Version: 13\r\n")),
+            status: 404,
+            header: Some("Connection: close"),
+            body: Some("websocket paths: /ws"),
         },
         Row {
             name: "GET /broadcast",
@@ -193,6 +202,23 @@ fn get_slash_serves_the_html_client_page() {
         Some(body.len().to_string())
     );
     assert!(body.to_ascii_lowercase().contains("<html"), "{body}");
+}
+
+#[test]
+fn get_slash_asking_for_another_upgrade_still_gets_the_page() {
+    // curl --http2 on an http:// URL asks for h2c this way; only `Upgrade: websocket`
+    // makes a request a WebSocket one.
+    // Also where `/` is a WebSocket endpoint too (`--path /`).
+    for args in [&[][..], &["--path", "/"][..]] {
+        let server = Server::start(args);
+        let (status, head, body) = http_exchange(
+            &server.addr(),
+            b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+              Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n\r\n",
+        );
+        assert_eq!(status, 200, "{args:?}: {head}");
+        assert!(String::from_utf8_lossy(&body).contains("<html"), "{args:?}");
+    }
 }
 
 #[test]

@@ -10,6 +10,7 @@
 //! | upgrade from an Origin not allowed | 403 |
 //! | upgrade beyond `--max-connections` | 503 |
 //! | `GET /` | the browser client page |
+//! | a WebSocket upgrade on another path (`/` included) | 404 naming the WebSocket paths |
 //! | `POST /broadcast` | [`Route::Broadcast`], answered with the recipient count (503 while every client is behind) |
 //! | other method on a known path | 405 |
 //! | anything else | 404 |
@@ -52,13 +53,26 @@ pub struct RouteContext<'a> {
 pub fn route(request: &Request, body: Vec<u8>, cx: RouteContext<'_>) -> Route {
     let method = request.method.as_str();
     let endpoint = cx.paths.iter().position(|p| *p == request.path);
+    // §4.2.1 item 3: a WebSocket client's request carries `Upgrade: websocket` (other
+    // upgrades, such as curl's `h2c`, are plain requests here).
+    let asks_websocket = request
+        .header_list("Upgrade")
+        .any(|token| token.eq_ignore_ascii_case("websocket"));
+    if asks_websocket && endpoint.is_none() {
+        // A client pointed at the wrong path: the page at `/` (200) or a bare 404 would
+        // leave it guessing, so the answer names the endpoints.
+        return Route::Respond(error(
+            404,
+            &format!(
+                "no WebSocket endpoint at this path; WebSocket paths: {}",
+                cx.paths.join(" ")
+            ),
+            &[],
+        ));
+    }
     // The page is `GET /`, also when `--path /` makes `/` a WebSocket endpoint too: there
     // only a request that asks to upgrade is one.
-    let asks_upgrade = request.header("Upgrade").is_some();
-    if request.path == "/"
-        && matches!(method, "GET" | "HEAD")
-        && (endpoint.is_none() || !asks_upgrade)
-    {
+    if request.path == "/" && matches!(method, "GET" | "HEAD") && !asks_websocket {
         let page = handshake::http_response(
             200,
             "text/html; charset=utf-8",
