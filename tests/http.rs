@@ -205,6 +205,27 @@ fn get_slash_serves_the_html_client_page() {
 }
 
 #[test]
+fn a_refused_websocket_upgrade_is_logged_with_its_answer_and_plain_http_is_not() {
+    let server = Server::start(&[]);
+    let (status, _, _) = http_exchange(&server.addr(), b"GET /favicon.ico HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 404);
+    let (status, _, _) = http_exchange(
+        &server.addr(),
+        &upgrade("/", &format!("{KEY}Sec-WebSocket-Version: 13\r\n")),
+    );
+    assert_eq!(status, 404);
+    let line = server.wait_for_log("WebSocket upgrade refused", TIMEOUT);
+    assert!(line.contains("[WARN]"), "{line}");
+    assert!(line.contains("127.0.0.1:"), "no peer address: {line}");
+    assert!(line.contains("GET / -> 404 Not Found"), "{line}");
+    let logs = server.logs();
+    assert!(
+        !logs.iter().any(|l| l.contains("favicon")),
+        "a plain 404 is routine and not logged at the default level: {logs:?}"
+    );
+}
+
+#[test]
 fn get_slash_asking_for_another_upgrade_still_gets_the_page() {
     // curl --http2 on an http:// URL asks for h2c this way; only `Upgrade: websocket`
     // makes a request a WebSocket one.

@@ -525,15 +525,22 @@ impl Server {
                         }
                     }
                     Route::Respond(response) => {
-                        debug!(
-                            "{}: {} {} -> {}",
-                            peer_name(&peer.socket),
-                            request.method,
-                            request.path,
-                            String::from_utf8_lossy(
-                                response.split(|&b| b == b'\r').next().unwrap_or(&[])
-                            )
+                        let status = String::from_utf8_lossy(
+                            response.split(|&b| b == b'\r').next().unwrap_or(&[]),
                         );
+                        let status = status.trim_start_matches("HTTP/1.1 ");
+                        let (method, path) = (&request.method, &request.path);
+                        let addr = || peer_name(&peer.socket);
+                        // A WebSocket client turned away is the operator's business (it
+                        // could not connect); other HTTP answers are routine.
+                        if http::asks_websocket(&request) {
+                            warn!(
+                                "{}: WebSocket upgrade refused: {method} {path} -> {status}",
+                                addr()
+                            );
+                        } else {
+                            debug!("{}: {method} {path} -> {status}", addr());
+                        }
                         peer.proto.respond(response, &mut follow);
                     }
                 }
