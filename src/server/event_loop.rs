@@ -1,7 +1,7 @@
 //! The event loop: one `mio::Poll`, one thread, every source.
 
 use std::io::{self, BufWriter, Read, Stdout, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::num::NonZeroU64;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -233,10 +233,13 @@ impl Server {
     /// Serves until shutdown; returns once every client is closed (or the grace period
     /// has passed).
     pub fn run(mut self) -> io::Result<()> {
-        for path in &self.config.paths {
-            info!("listening on ws://{}{}", self.local, path);
+        let hostname = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        for line in announcement(self.local, &self.config.paths, &hostname) {
+            info!("{line}");
         }
-        info!("browser client at http://{}/", self.local);
         let mut events = Events::with_capacity(1024);
         loop {
             // Sleep until an event: the timerfd brings one at the nearest deadline; with
@@ -1152,6 +1155,47 @@ impl Server {
     }
 }
 
+/// The lines that tell the user where to connect: `listening on ws://ADDR/PATH` for each
+/// path, then the page's URL. A wildcard address (`0.0.0.0`, `[::]`) is where wscast
+/// listens but not where a client can connect (browsers refuse it), so each URL is
+/// also given with this machine's loopback address and with its host name.
+fn announcement(local: SocketAddr, paths: &[String], hostname: &str) -> Vec<String> {
+    let ip = local.ip();
+    let port = local.port();
+    let mut lines = Vec::new();
+    if !ip.is_unspecified() {
+        for path in paths {
+            lines.push(format!("listening on ws://{local}{path}"));
+        }
+        lines.push(format!("browser client at http://{local}/"));
+        return lines;
+    }
+    let loopback = SocketAddr::new(
+        match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        },
+        port,
+    );
+    // A host name the machine does not have, or one only it knows, helps no one.
+    let named = !hostname.is_empty() && hostname != "localhost" && hostname != "(none)";
+    let urls = |scheme: &str, path: &str| {
+        let mut text = format!("{scheme}://{loopback}{path} from this machine");
+        if named {
+            text.push_str(&format!(", {scheme}://{hostname}:{port}{path} from others"));
+        }
+        text
+    };
+    for path in paths {
+        lines.push(format!(
+            "listening on ws://{local}{path} (every interface): {}",
+            urls("ws", path)
+        ));
+    }
+    lines.push(format!("browser client at {}", urls("http", "/")));
+    lines
+}
+
 /// Appends one server frame for a console line or `POST` body: text if it is valid
 /// UTF-8, binary if not (SPEC: "A line that is not valid UTF-8 is sent as a binary
 /// message").
@@ -1174,4 +1218,49 @@ fn shared_frame(opcode: OpCode, payload: &[u8]) -> Rc<Vec<u8>> {
 fn share(mut frames: Vec<u8>) -> Rc<Vec<u8>> {
     frames.shrink_to_fit();
     Rc::new(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(list: &[&str]) -> Vec<String> {
+        list.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn a_specific_address_is_announced_as_it_is() {
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            announcement(local, &paths(&["/ws", "/feed"]), "box"),
+            [
+                "listening on ws://127.0.0.1:8080/ws",
+                "listening on ws://127.0.0.1:8080/feed",
+                "browser client at http://127.0.0.1:8080/",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wildcard_address_comes_with_urls_a_client_can_use() {
+        let local: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(
+            announcement(local, &paths(&["/ws"]), "box"),
+            [
+                "listening on ws://0.0.0.0:8080/ws (every interface): \
+                 ws://127.0.0.1:8080/ws from this machine, ws://box:8080/ws from others",
+                "browser client at http://127.0.0.1:8080/ from this machine, \
+                 http://box:8080/ from others",
+            ]
+        );
+        let local: SocketAddr = "[::]:9000".parse().unwrap();
+        assert_eq!(
+            announcement(local, &paths(&["/ws"]), "localhost"),
+            [
+                "listening on ws://[::]:9000/ws (every interface): \
+                 ws://[::1]:9000/ws from this machine",
+                "browser client at http://[::1]:9000/ from this machine",
+            ]
+        );
+    }
 }
