@@ -101,6 +101,22 @@ pub fn parse(line: &[u8], commands: bool) -> Command<'_> {
     }
 }
 
+/// Standard output as a bare file descriptor, for the loop's own `BufWriter`, which
+/// gathers whole lines and is flushed once per loop turn. `std::io::stdout()` would add a
+/// `LineWriter` that searches every byte written for the last newline (and a lock),
+/// which cost about a fifth of printing a 16 KiB message.
+pub struct RawStdout;
+
+impl Write for RawStdout {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        Ok(rustix::io::write(rustix::stdio::stdout(), bytes)?)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Writes a client's text message as `<id>: <text>` on one line. Control characters are
 /// not written as they are: a line break would split the message over two lines, and an
 /// escape sequence from a client would drive the operator's terminal. So `\n` and `\r`
@@ -129,25 +145,55 @@ pub fn write_text_line(out: &mut impl Write, id: u64, text: &[u8]) -> io::Result
 
 /// Where `text` holds the next byte [`write_text_line`] must look at: a C0 control but
 /// tab, DEL, or `C2`, which starts the C1 controls and some printable characters.
+///
+/// Most text has none, so it is ruled out a block at a time by [`may_hold_control`]: 512
+/// bytes, then 32, then byte by byte. At 16 KiB of ASCII this takes half the time of
+/// 64-byte blocks tested with two compares a byte (257 ns against 541 here).
 fn next_control(text: &[u8]) -> Option<usize> {
-    fn maybe(b: u8) -> bool {
-        (b < 0x20 && b != b'\t') || b == 0x7f || b == 0xc2
-    }
-    // Most text has none, so whole blocks are ruled out first by a test that compiles
-    // to a few vector compares: a byte below 0x20 or at 0x7F, or any byte of 0x80 and
-    // up (which covers C2, seen as negative by the signed compare).
-    const BLOCK: usize = 64;
-    let (blocks, tail) = text.as_chunks::<BLOCK>();
+    let (blocks, tail) = text.as_chunks::<512>();
     for (n, block) in blocks.iter().enumerate() {
-        let suspect = block
-            .iter()
-            .fold(false, |any, &b| any | ((b as i8) < 0x20) | (b == 0x7f));
-        if suspect && block.iter().fold(false, |any, &b| any | maybe(b)) {
-            return block.iter().position(|&b| maybe(b)).map(|i| n * BLOCK + i);
+        if may_hold_control(block) {
+            if let Some(i) = next_control_in(block) {
+                return Some(n * 512 + i);
+            }
         }
     }
     let start = text.len() - tail.len();
-    tail.iter().position(|&b| maybe(b)).map(|i| start + i)
+    next_control_in(tail).map(|i| start + i)
+}
+
+/// [`next_control`] over a short stretch, 32 bytes at a time.
+fn next_control_in(text: &[u8]) -> Option<usize> {
+    let (blocks, tail) = text.as_chunks::<32>();
+    for (n, block) in blocks.iter().enumerate() {
+        if may_hold_control(block) && block.iter().fold(false, |any, &b| any | is_control(b)) {
+            return block
+                .iter()
+                .position(|&b| is_control(b))
+                .map(|i| n * 32 + i);
+        }
+    }
+    let start = text.len() - tail.len();
+    tail.iter().position(|&b| is_control(b)).map(|i| start + i)
+}
+
+/// Whether `b` is a byte [`next_control`] looks for.
+fn is_control(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f || b == 0xc2
+}
+
+/// Whether `block` (a multiple of 32 bytes) has a byte below 0x20, 0x7F, or a byte of
+/// 0x80 and up. Those are exactly the bytes `b` whose `b + 0x81` (wrapping) is below
+/// 0xA1, so one add and one unsigned minimum per byte, kept in 32 lanes (vector
+/// registers) and compared once at the end, rule the whole block out.
+fn may_hold_control<const N: usize>(block: &[u8; N]) -> bool {
+    let mut least = [u8::MAX; 32];
+    for chunk in block.as_chunks::<32>().0 {
+        for (lane, &b) in least.iter_mut().zip(chunk) {
+            *lane = (*lane).min(b.wrapping_add(0x81));
+        }
+    }
+    least.iter().any(|&m| m < 0xa1)
 }
 
 #[cfg(test)]
@@ -195,16 +241,37 @@ mod tests {
 
     #[test]
     fn every_position_in_and_across_blocks_matches_the_reference() {
-        // Each special character at each position around the 64-byte blocks, in ASCII
-        // and in Greek text (whose bytes all have the top bit set).
+        // Each special character at each position around the first 32- and 512-byte
+        // blocks, in ASCII and in Greek text (whose bytes all have the top bit set).
         for filler in ["x", "κ"] {
             for special in ["\n", "\r", "\x1b", "\0", "\x7f", "\u{85}", "\u{a9}", "\t"] {
-                for at in 0..140 {
+                for at in (0..80).chain(240..272).chain(490..530) {
                     let text = format!("{}{special}{}", filler.repeat(at), filler.repeat(7));
                     assert_eq!(
                         printed(1, &text),
                         reference(1, &text),
                         "{special:?} after {at} × {filler:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_byte_value_is_found_or_passed_over_as_the_rule_says() {
+        // The block test's arithmetic, checked for all 256 byte values at the edges of
+        // the 32- and 512-byte blocks and in the tail, among ASCII and among bytes of
+        // 0x80 and up (which make a block suspect without being controls).
+        for filler in [b'a', 0xce] {
+            for b in 0..=u8::MAX {
+                for at in [0, 31, 32, 511, 512, 543, 1023, 1024, 1100] {
+                    let mut text = vec![filler; 1101];
+                    text[at] = b;
+                    let want = text.iter().position(|&c| is_control(c));
+                    assert_eq!(
+                        next_control(&text),
+                        want,
+                        "{b:#04x} at {at} among {filler:#x}"
                     );
                 }
             }

@@ -1,6 +1,6 @@
 //! The event loop: one `mio::Poll`, one thread, every source.
 
-use std::io::{self, BufWriter, Read, Stdout, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr};
 use std::num::NonZeroU64;
 use std::rc::Rc;
@@ -156,7 +156,7 @@ pub struct Server {
     read_buf: Vec<u8>,
     events: Vec<Event>,
     dirty: Vec<usize>,
-    stdout: BufWriter<Stdout>,
+    stdout: BufWriter<console::RawStdout>,
     stdout_ok: bool,
     /// Set by `/exit`, a signal or EOF: the time to give up waiting for Close frames.
     shutdown: Option<Instant>,
@@ -211,7 +211,7 @@ impl Server {
             read_buf: vec![0; READ_BUF],
             events: Vec::new(),
             dirty: Vec::new(),
-            stdout: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            stdout: BufWriter::with_capacity(64 * 1024, console::RawStdout),
             stdout_ok: true,
             shutdown: None,
             hurry: false,
