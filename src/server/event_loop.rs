@@ -1157,8 +1157,9 @@ impl Server {
 
 /// The lines that tell the user where to connect: `listening on ws://ADDR/PATH` for each
 /// path, then the page's URL. A wildcard address (`0.0.0.0`, `[::]`) is where wscast
-/// listens but not where a client can connect (browsers refuse it), so each URL is
-/// also given with this machine's loopback address and with its host name.
+/// listens, not an address to connect to (it means "this host" only by accident, and
+/// newer browsers block it), so each URL is also given with this machine's loopback
+/// address and with its host name.
 fn announcement(local: SocketAddr, paths: &[String], hostname: &str) -> Vec<String> {
     let ip = local.ip();
     let port = local.port();
