@@ -89,6 +89,13 @@ impl Request {
     pub fn header_list<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         list_items(&self.headers, name)
     }
+
+    /// §4.2.1 item 3: whether the request asks for a WebSocket, i.e. has "An |Upgrade|
+    /// header field containing the value "websocket", treated as an ASCII
+    /// case-insensitive value". Other upgrades (curl's `h2c`) make a plain request.
+    pub fn asks_websocket(&self) -> bool {
+        has_token(&self.headers, "Upgrade", "websocket")
+    }
 }
 
 /// Why a request head could not be parsed; each has its own HTTP answer.
@@ -301,9 +308,8 @@ pub fn check_upgrade(req: &Request) -> Result<Upgrade, Rejection> {
     if req.header("Host").is_none_or(str::is_empty) {
         return Err(Rejection::MissingHost);
     }
-    // §4.2.1 item 3: "An |Upgrade| header field containing the value "websocket", treated as
-    // an ASCII case-insensitive value."
-    if !has_token(&req.headers, "Upgrade", "websocket") {
+    // §4.2.1 item 3 (see `Request::asks_websocket`).
+    if !req.asks_websocket() {
         return Err(Rejection::NotAnUpgrade);
     }
     // §4.2.1 item 4: "A |Connection| header field that includes the token "Upgrade", treated

@@ -536,7 +536,7 @@ impl Server {
                         let addr = || peer_name(&peer.socket);
                         // A WebSocket client turned away is the operator's business (it
                         // could not connect); other HTTP answers are routine.
-                        if http::asks_websocket(&request) {
+                        if request.asks_websocket() {
                             warn!(
                                 "{}: WebSocket upgrade refused: {method} {path} -> {status}",
                                 addr()

@@ -53,7 +53,7 @@ pub struct RouteContext<'a> {
 pub fn route(request: &Request, body: Vec<u8>, cx: RouteContext<'_>) -> Route {
     let method = request.method.as_str();
     let endpoint = cx.paths.iter().position(|p| *p == request.path);
-    let asks_websocket = asks_websocket(request);
+    let asks_websocket = request.asks_websocket();
     if asks_websocket && endpoint.is_none() {
         // A client pointed at the wrong path: the page at `/` (200) or a bare 404 would
         // leave it guessing, so the answer names the endpoints.
@@ -119,14 +119,6 @@ pub fn route(request: &Request, body: Vec<u8>, cx: RouteContext<'_>) -> Route {
         )),
         _ => Route::Respond(error(404, "not found", &[])),
     }
-}
-
-/// Whether `request` comes from a WebSocket client: §4.2.1 item 3, it carries
-/// `Upgrade: websocket` (other upgrades, such as curl's `h2c`, are plain requests here).
-pub fn asks_websocket(request: &Request) -> bool {
-    request
-        .header_list("Upgrade")
-        .any(|token| token.eq_ignore_ascii_case("websocket"))
 }
 
 /// The answer to a request that could not be read at all (400, 413, 431 or 501).
