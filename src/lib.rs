@@ -35,38 +35,47 @@
 //! +-------------------------------- - - - - - - - - - - - - - - - +
 //! ```
 //!
-//! Then read the modules in this order; each opens with the sections it implements:
+//! Then read [`protocol`]: its table maps each RFC section to the module that implements
+//! it, and each module opens with the sections it implements. Everything under
+//! [`protocol`] is pure: no sockets, no clock, no threads. The unit tests, the fuzz
+//! targets and you can drive it with byte slices.
 //!
-//! | RFC 6455 | what | module |
+//! ## The server's layers
+//!
+//! [`server`] holds all the I/O, in layers a message walks through in one direction:
+//!
+//! | layer | module | does |
 //! | --- | --- | --- |
-//! | §4.1, §4.2.1–§4.2.2, §4.4 | opening handshake: request checks, `Sec-WebSocket-Accept`, 101 / 4xx | [`protocol::handshake`] |
-//! | §5.2, §5.7 | frame header fields, opcodes, incremental decode, encode | [`protocol::frame`] |
-//! | §5.3 | masking | [`protocol::mask`] |
-//! | §5.4, §5.6, §8.1, §10.4 | fragments → messages, streaming UTF-8, size limit | [`protocol::message`] |
-//! | §5.5.1, §7.4 | close payloads and status codes | [`protocol::close`] |
-//! | §7.1.7, §7.4.1 | every protocol error and its close code | [`protocol::error`] |
-//! | §4–§7 | one connection's state machine: bytes in, events and bytes out | [`protocol::connection`] |
+//! | event loop | `server::event_loop` | tokens, readiness, timers, shutdown; knows no mode |
+//! | transport | `server::transport` | the byte pipe under a connection: read, `writev`, FIN |
+//! | peer | `server::peer` | one connection: transport + [`protocol::Connection`] (with its outbox) |
+//! | routes | `server::routes` | which HTTP request gets which answer (SPEC's HTTP table) |
+//! | hub | `server::hub` | fan-out: shared frames to every open outbox, backlog, the stdin pause, slow-client drops |
+//! | feeds | `server::feed` | what produces broadcasts: stdin lines, `POST /broadcast` |
+//! | console | `server::console` | stdin commands, printing client messages |
+//! | app | [`app`] | the modes as pure rules: a message in, [`app::Delivery`]s out |
 //!
-//! Everything under [`protocol`] is pure: no sockets, no clock, no threads. The unit
-//! tests, the fuzz targets and you can drive it with byte slices.
-//!
-//! ## How bytes flow
+//! A line typed on stdin:
 //!
 //! ```text
-//!   TCP socket ──read──▶ one shared 64 KiB buffer ──▶ Connection::receive ──▶ Event
-//!                                                                               │
-//!      stdout  ◀── "<id>: <text>" ◀── Event::Message ◀──────────────────────────┤
-//!   TCP socket ◀──writev── OutQueue ◀── Event::Transmit (101, pong, close) ◀────┘
-//!
-//!   stdin ──▶ LineSplitter ──▶ console command? ──▶ frame each line once ──┐
-//!                                                                         ▼
-//!              every open connection's OutQueue ◀── the same Rc<Vec<u8>> bytes
+//!   fd 0 ──▶ feed::StdinFeed ──▶ LineSplitter ──▶ console::parse ──▶ Frames (encoded once)
+//!        ──▶ Hub::publish ──▶ Connection::send_shared on every open peer (an Rc clone)
+//!        ──▶ end of turn: Transport::send (writev) ──▶ every socket
 //! ```
 //!
-//! [`server`] holds all of that I/O: the event loop, standard input, the HTTP surface
-//! and the outbound queues; [`app`] decides what a client's message causes (print it,
-//! echo it, or hand it to the chat rules of [`app::chat`], which are pure too: ids and
-//! texts in, deliveries out). [`client`] is the other end of the wire, `wscast connect`:
+//! A message from a client:
+//!
+//! ```text
+//!   socket ──▶ Transport::read ──▶ Connection::receive ──▶ Event::Message
+//!          ──▶ console::Printer ("<id>: <text>" on stdout)
+//!          ──▶ App::on_message ──▶ Delivery (echo: to the sender; chat: to a group)
+//!          ──▶ Connection::send_message / send_shared ──▶ Transport::send ──▶ socket(s)
+//! ```
+//!
+//! Before that, while a connection is connecting, the same read goes to
+//! [`protocol::Connection::read_request`]; the request is routed, answered (`101` or
+//! an HTTP response, queued by the connection itself), and the rest of the read is
+//! frames, all in one pass. [`client`] is the other end of the wire, `wscast connect`:
 //! the same [`protocol`] code in the client role (it builds the §4.1 request, checks the
 //! server's answer and masks every frame it sends), with threads and blocking sockets
 //! around it. The `wscast` binary (`src/main.rs`) only parses the command line, sets up

@@ -3,33 +3,47 @@
 //!
 //! The first input byte chooses how the rest is cut into reads (one read, fixed sizes, or
 //! pseudo-random sizes); the rest is what the client sends. The harness acts like the
-//! event loop in `src/server/event_loop.rs`: it answers `Event::Request` with `accept`
-//! when `check_upgrade` passes and with `respond` otherwise, feeds the early bytes that
-//! `accept` hands back, and calls `receive` again until each read is used up.
+//! event loop in `src/server/`: while `Connecting` it hands each read to `read_request`;
+//! when that completes, it answers with `accept` if `check_upgrade` passes and with
+//! `respond` otherwise, and passes the rest of the same read (after `used`) to `receive`,
+//! which it calls again until each read is used up. After every call it takes everything
+//! the connection queued in its outbox, one queued piece at a time.
 //!
 //! Properties checked on every input:
 //! - nothing panics;
+//! - `read_request` queues nothing until it has a verdict; a complete request ends inside
+//!   the read that completed it (`1 <= used <= read`) and its body is its `Content-Length`
+//!   of at most `MAX_MESSAGE` bytes; `accept` queues exactly the 101 and `respond` exactly
+//!   the response's bytes; a refused request queues exactly its error's answer (400, 413,
+//!   431 or 501) and leaves the connection `Aborted`;
 //! - `receive` makes progress: on non-empty input it uses at least one byte, never more
-//!   than it was given;
-//! - once the state is `CloseReceived`, `Closed` or `Aborted`, `receive` produces no events;
-//! - every event fits the state it leaves behind (a `Request` only while `Connecting`,
-//!   `Failed` only with `Aborted`, `Close` only with `CloseReceived` or `Closed`, ...);
-//! - every `Transmit` after the 101 is one well-formed, unmasked, final server frame (§5.1)
-//!   (it decodes with `Role::Client` and its length adds up), a Pong of at most 125 bytes
-//!   or a Close whose payload is a valid §5.5.1 body, and there is at most one Close;
+//!   than it was given, and it stops short only right after a `Message`; within one call
+//!   only `Pong`s come before the last event;
+//! - once the state is `CloseReceived`, `Closed` or `Aborted`, `receive` reports no events
+//!   and queues nothing;
+//! - every event fits the state it leaves behind (`Failed` only with `Aborted`, `Close`
+//!   only with `CloseReceived` or `Closed`, ...);
+//! - every piece queued after the 101 is one well-formed, unmasked, final server frame
+//!   (§5.1) (it decodes with `Role::Client` and its length adds up), a Pong of at most 125
+//!   bytes or a Close whose payload is a valid §5.5.1 body, and there is at most one Close;
 //! - output cannot be amplified: the frames sent add up to at most the frame bytes
 //!   received plus one Close (a Pong is 4 bytes shorter than the masked Ping it answers);
 //! - messages are at most `MAX_MESSAGE` bytes and Text messages are valid UTF-8 (§8.1);
-//! - the events do not depend on how the bytes were cut into reads: the same input fed as
-//!   one read gives exactly the same event sequence.
+//! - what the caller sees does not depend on how the bytes were cut into reads: the same
+//!   input fed as one read gives exactly the same sequence of requests, events and bytes
+//!   sent. (One `receive` call reports its events together while the pongs it queued sit
+//!   in the outbox, so the order of a queued piece relative to the received `Pong`s just
+//!   before it is not observable; the log lists the piece first. Relative to everything
+//!   else the order is exact.)
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wscast::protocol::close::CloseFrame;
 use wscast::protocol::frame::{Decoded, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD};
 use wscast::protocol::handshake::{check_upgrade, switching_protocols};
+use wscast::protocol::http::{HeadError, Request};
 use wscast::protocol::message::MessageKind;
-use wscast::protocol::{Connection, Event, Role, State};
+use wscast::protocol::{Connection, Event, RequestRead, Role, State};
 
 /// The largest message accepted, as in `wscast`'s default configuration.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -68,14 +82,27 @@ impl Reads {
     }
 }
 
+/// What the caller of the connection saw, in order.
+#[derive(Debug, PartialEq)]
+enum Seen {
+    /// A complete request, head and body (`used` depends on the reads: left out).
+    Request(Request, Vec<u8>),
+    /// A request refused by `read_request`.
+    Refused(HeadError),
+    /// An event reported by `receive`.
+    Event(Event),
+    /// One piece the connection queued to send.
+    Sent(Vec<u8>),
+}
+
 /// A harness around one connection: the caller's side of the API, plus what it saw.
 struct Harness {
     conn: Connection,
-    /// Every event, in order, including those of `accept` and `respond`.
-    log: Vec<Event>,
+    /// Everything seen, in order: requests, events and the bytes queued.
+    log: Vec<Seen>,
     /// Bytes handed to `receive` while `Open` or `CloseSent` (frame bytes).
     frame_bytes_in: usize,
-    /// Bytes of `Transmit` frames after the 101.
+    /// Bytes of frames queued after the 101.
     frame_bytes_out: usize,
     /// Close frames sent.
     closes_sent: usize,
@@ -92,8 +119,74 @@ impl Harness {
         }
     }
 
-    /// Hands one read to the connection, calling `receive` until the read is used up.
+    /// Takes everything queued, one queued piece at a time, as a socket taking it all.
+    fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        let mut sent = Vec::new();
+        while !self.conn.outbox().is_empty() {
+            let mut slices: [&[u8]; 8] = [&[]; 8];
+            let n = self.conn.outbox().slices(&mut slices);
+            assert!(
+                n > 0,
+                "{} bytes pending in no slice",
+                self.conn.outbox().pending()
+            );
+            let pieces: Vec<Vec<u8>> = slices[..n].iter().map(|s| s.to_vec()).collect();
+            let len = pieces.iter().map(Vec::len).sum();
+            sent.extend(pieces);
+            self.conn.outbox_mut().consume(len);
+        }
+        sent
+    }
+
+    /// Logs a queued piece ahead of the received pongs at the end of the log (see the
+    /// module docs).
+    fn log_sent(&mut self, bytes: Vec<u8>) {
+        let at = self
+            .log
+            .iter()
+            .rposition(|seen| !matches!(seen, Seen::Event(Event::Pong(_))))
+            .map_or(0, |i| i + 1);
+        self.log.insert(at, Seen::Sent(bytes));
+    }
+
+    /// Hands one read to the connection: to `read_request` while `Connecting`, then (the
+    /// rest of it) to `receive` until it is used up.
     fn feed(&mut self, mut data: &[u8]) {
+        if self.conn.state() == State::Connecting {
+            match self.conn.read_request(data) {
+                RequestRead::Partial => {
+                    assert_eq!(self.conn.state(), State::Connecting);
+                    assert!(self.conn.outbox().is_empty(), "queued before a verdict");
+                    return;
+                }
+                RequestRead::Complete {
+                    request,
+                    body,
+                    used,
+                } => {
+                    assert!(
+                        (1..=data.len()).contains(&used),
+                        "used {used} of a read of {} bytes",
+                        data.len()
+                    );
+                    data = &data[used..];
+                    self.answer(request, body);
+                }
+                RequestRead::Refused(error) => {
+                    assert_eq!(self.conn.state(), State::Aborted);
+                    let status = error.status();
+                    assert!(matches!(status, 400 | 413 | 431 | 501), "status {status}");
+                    assert_eq!(
+                        self.take_sent(),
+                        [error.response().encode()],
+                        "a refusal queues exactly its answer"
+                    );
+                    self.log.push(Seen::Refused(error));
+                    self.log.push(Seen::Sent(error.response().encode()));
+                    // The rest of the read goes to `receive`, which must ignore it.
+                }
+            }
+        }
         loop {
             let before = self.conn.state();
             let mut events = Vec::new();
@@ -106,28 +199,37 @@ impl Harness {
                     data.len()
                 );
             }
+            let sent = self.take_sent();
             if matches!(before, State::Open | State::CloseSent) {
                 self.frame_bytes_in += used;
-            }
-            if matches!(
-                before,
-                State::CloseReceived | State::Closed | State::Aborted
-            ) {
+            } else {
                 // §7.1.1 / §5.5.1: after the closing handshake or a failure, nothing counts.
                 assert!(events.is_empty(), "events in {before:?}: {events:?}");
+                assert!(sent.is_empty(), "bytes queued in {before:?}");
                 assert_eq!(used, data.len());
             }
             data = &data[used..];
+            if !data.is_empty() {
+                assert!(
+                    matches!(events.last(), Some(Event::Message(_))),
+                    "stopped short without a message: {events:?}"
+                );
+            }
+            if let Some((_, earlier)) = events.split_last() {
+                assert!(
+                    earlier.iter().all(|e| matches!(e, Event::Pong(_))),
+                    "an event other than a Pong before the last of a call: {events:?}"
+                );
+            }
 
             let after = self.conn.state();
-            let mut early = None;
-            for event in events {
-                if let Some(bytes) = self.handle(event, after) {
-                    early = Some(bytes);
-                }
+            for bytes in sent {
+                self.check_frame_sent(&bytes);
+                self.log_sent(bytes);
             }
-            if let Some(early) = early.filter(|bytes| !bytes.is_empty()) {
-                self.feed(&early);
+            for event in events {
+                self.check_event(&event, after);
+                self.log.push(Seen::Event(event));
             }
             self.check_amplification();
             if data.is_empty() {
@@ -136,41 +238,37 @@ impl Harness {
         }
     }
 
-    /// Checks one event from `receive` (the state being `state` after it) and acts on it
-    /// like the event loop does; returns the early bytes when it accepted the upgrade.
-    fn handle(&mut self, event: Event, state: State) -> Option<Vec<u8>> {
-        let mut early = None;
-        match &event {
-            Event::Request(request, body) => {
-                assert_eq!(state, State::Connecting);
-                assert!(body.len() <= MAX_MESSAGE, "body of {} bytes", body.len());
-                assert_eq!(body.len(), request.content_length.unwrap_or(0));
-                let mut follow = Vec::new();
-                match check_upgrade(request) {
-                    Ok(upgrade) => {
-                        let bytes = self.conn.accept(&upgrade, &mut follow);
-                        assert_eq!(self.conn.state(), State::Open);
-                        assert_eq!(
-                            follow,
-                            [Event::Transmit(switching_protocols(&upgrade.accept))],
-                            "accept must queue exactly the 101"
-                        );
-                        early = Some(bytes);
-                    }
-                    Err(rejection) => {
-                        self.conn.respond(rejection.response(), &mut follow);
-                        assert_eq!(self.conn.state(), State::Closed);
-                        assert_eq!(follow, [Event::Transmit(rejection.response())]);
-                    }
-                }
-                self.log.push(event);
-                self.log.extend(follow);
-                return early;
+    /// Answers a complete request like the event loop does, checking what is queued.
+    fn answer(&mut self, request: Request, body: Vec<u8>) {
+        assert_eq!(self.conn.state(), State::Connecting);
+        assert!(body.len() <= MAX_MESSAGE, "body of {} bytes", body.len());
+        assert_eq!(body.len(), request.content_length.unwrap_or(0));
+        assert!(self.conn.outbox().is_empty(), "queued before the answer");
+        let answer = match check_upgrade(&request) {
+            Ok(upgrade) => {
+                self.conn.accept(&upgrade);
+                assert_eq!(self.conn.state(), State::Open);
+                switching_protocols(&upgrade.accept)
             }
-            Event::BadRequest(status) => {
-                assert_eq!(state, State::Aborted);
-                assert!(matches!(status, 400 | 413 | 431 | 501), "status {status}");
+            Err(rejection) => {
+                let response = rejection.response();
+                self.conn.respond(&response);
+                assert_eq!(self.conn.state(), State::Closed);
+                response.encode()
             }
+        };
+        assert_eq!(
+            self.take_sent(),
+            std::slice::from_ref(&answer),
+            "accept / respond must queue exactly the answer"
+        );
+        self.log.push(Seen::Request(request, body));
+        self.log.push(Seen::Sent(answer));
+    }
+
+    /// Checks one event from `receive`, the state being `state` after it.
+    fn check_event(&self, event: &Event, state: State) {
+        match event {
             Event::Message(message) => {
                 assert!(matches!(state, State::Open | State::CloseSent), "{state:?}");
                 assert!(
@@ -192,7 +290,6 @@ impl Harness {
                     payload.len()
                 );
             }
-            Event::Transmit(bytes) => self.check_frame_sent(bytes),
             Event::Close(_) => {
                 assert!(
                     matches!(state, State::CloseReceived | State::Closed),
@@ -201,8 +298,6 @@ impl Harness {
             }
             Event::Failed(_) => assert_eq!(state, State::Aborted),
         }
-        self.log.push(event);
-        early
     }
 
     /// §5.1–§5.5: a frame the server sends is unmasked, final, and a Pong or a Close.
@@ -266,11 +361,11 @@ fuzz_target!(|data: &[u8]| {
     let whole_at_once = reads.max == usize::MAX;
     let harness = run(client, reads);
     if !whole_at_once {
-        // Any chunking: the same bytes in one read give the same events.
+        // Any chunking: the same bytes in one read give the same requests, events and bytes.
         let reference = run(client, Reads::new(0));
         assert_eq!(
             harness.log, reference.log,
-            "events depend on how the bytes were cut"
+            "what the caller sees depends on how the bytes were cut"
         );
     }
 });

@@ -1,5 +1,5 @@
-//! Fuzzes the opening handshake (§4.1, §4.2.1, §4.2.2): `parse_request`, `check_upgrade`
-//! and, on the client side, `check_response`.
+//! Fuzzes the opening handshake (§4.1, §4.2.1, §4.2.2): `http::parse_request`,
+//! `handshake::check_upgrade` and, on the client side, `handshake::check_response`.
 //!
 //! Properties checked on every input:
 //! - nothing panics, whatever the bytes;
@@ -9,20 +9,26 @@
 //! - an accepted upgrade is a §4.2.1 GET over HTTP/1.1 with exactly one valid key, its
 //!   accept value is `accept_key` of the request's `Sec-WebSocket-Key` (§4.2.2 item 5.4),
 //!   and the 101 built from it satisfies our own client's `check_response` (§4.1);
-//! - every refusal (`HeadError`, `Rejection`) yields a well-formed HTTP response with its
-//!   own status;
+//! - every refusal (`HeadError`, `Rejection`) yields a `Response` with its own status,
+//!   whose encoding is a well-formed HTTP response head with that status;
 //! - `check_response` on the raw input (as a server's answer to the §1.3 key) is
 //!   incremental in the same way.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wscast::protocol::frame::Decoded;
-use wscast::protocol::handshake::{
-    accept_key, check_response, check_upgrade, parse_request, switching_protocols, MAX_HEAD_LEN,
-};
+use wscast::protocol::handshake::{accept_key, check_response, check_upgrade, switching_protocols};
+use wscast::protocol::http::{parse_request, Response, MAX_HEAD_LEN};
 
 /// §1.3's sample nonce: "dGhlIHNhbXBsZSBub25jZQ==".
 const KEY_1_3: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// Checks that a refusal's `response` carries `status`, and that its bytes start with an
+/// HTTP/1.1 status line carrying it and have a complete head.
+fn assert_refusal(response: &Response, status: u16) {
+    assert_eq!(response.status, status);
+    assert_status_line(&response.encode(), status);
+}
 
 /// Checks that `response` starts with an HTTP/1.1 status line carrying `status`.
 fn assert_status_line(response: &[u8], status: u16) {
@@ -85,13 +91,13 @@ fuzz_target!(|data: &[u8]| {
                         }
                     }
                 }
-                Err(rejection) => assert_status_line(&rejection.response(), rejection.status()),
+                Err(rejection) => assert_refusal(&rejection.response(), rejection.status()),
             }
         }
         Ok(Decoded::Partial) => {
             assert!(data.len() < MAX_HEAD_LEN, "Partial at {} bytes", data.len())
         }
-        Err(error) => assert_status_line(&error.response(), error.status()),
+        Err(error) => assert_refusal(&error.response(), error.status()),
     }
 
     // The client side: the input as a server's answer to the §1.3 request.

@@ -265,19 +265,16 @@ impl Session {
             Ok(_) => MessageKind::Text,
             Err(_) => MessageKind::Binary,
         };
-        match self.conn.send(kind, line) {
-            Some(frame) => self.write(&frame),
-            None => Ok(()),
-        }
+        self.conn.send(kind, line);
+        self.transmit()
     }
 
     /// Starts the closing handshake (§7.1.2) with 1000, unless one is under way.
     fn close(&mut self) -> Result<(), ClientError> {
-        if let Some(frame) = self.conn.close(CloseCode::NORMAL, "") {
+        if self.conn.close(CloseCode::NORMAL, "") {
             self.deadline = Some(Instant::now() + CLOSE_WAIT);
-            self.write(&frame)?;
         }
-        Ok(())
+        self.transmit()
     }
 
     /// Hands bytes from the server to the protocol and acts on every event, one message
@@ -286,6 +283,8 @@ impl Session {
         while !data.is_empty() {
             let used = self.conn.receive(data, &mut self.events);
             data = &data[used..];
+            // The protocol's own answers (pongs, a Close reply) go out first.
+            self.transmit()?;
             let mut events = std::mem::take(&mut self.events);
             for event in events.drain(..) {
                 self.on_event(event)?;
@@ -302,8 +301,6 @@ impl Session {
         match event {
             // A message: printed as it is, or summarised if binary.
             Event::Message(message) => self.print(&message),
-            // A pong for a ping, or a close reply: the protocol's own bytes.
-            Event::Transmit(bytes) => return self.write(&bytes),
             // We send no pings; an unsolicited pong means nothing (§5.5.3).
             Event::Pong(_) => {}
             // The server's Close: the handshake it started, or the answer to ours.
@@ -317,8 +314,6 @@ impl Session {
                 self.outcome = Err(ClientError::Protocol(error));
                 self.deadline = Some(Instant::now() + FIN_WAIT);
             }
-            // Server-side events; a client connection never produces them.
-            Event::Request(..) | Event::BadRequest(_) => {}
         }
         Ok(())
     }
@@ -341,14 +336,28 @@ impl Session {
         }
     }
 
-    /// Writes to the server. Once the connection is done (the closing handshake is over
-    /// or failed), a failed write changes nothing: how it ended is already known.
-    fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
-        match self.socket.write_all(bytes) {
-            Err(_) if self.conn.is_done() => Ok(()),
-            Err(e) => Err(ClientError::Lost(format!("write failed: {e}"))),
-            Ok(()) => Ok(()),
+    /// Everything the connection has queued (our frames, pongs, a Close reply) goes out.
+    fn transmit(&mut self) -> Result<(), ClientError> {
+        let done = self.conn.is_done();
+        let outbox = self.conn.outbox_mut();
+        while !outbox.is_empty() {
+            let mut slices: [&[u8]; 1] = [&[]];
+            outbox.slices(&mut slices);
+            let len = slices[0].len();
+            let result = self.socket.write_all(slices[0]);
+            outbox.consume(len);
+            match result {
+                Ok(()) => {}
+                // Once the connection is done (the closing handshake is over or failed),
+                // a failed write changes nothing: how it ended is already known.
+                Err(_) if done => {
+                    let rest = outbox.pending();
+                    outbox.consume(rest);
+                }
+                Err(e) => return Err(ClientError::Lost(format!("write failed: {e}"))),
+            }
         }
+        Ok(())
     }
 }
 
@@ -560,6 +569,7 @@ impl Budget {
 mod tests {
     use super::*;
     use crate::protocol::handshake::{accept_key, switching_protocols};
+    use crate::protocol::RequestRead;
 
     #[test]
     fn line_terminators_are_removed() {
@@ -618,14 +628,17 @@ mod tests {
     fn client_request_and_check_response_agree_with_the_server() {
         let key = handshake::client_key(&[7u8; 16]);
         let mut server = Connection::server(1024);
-        let mut events = Vec::new();
-        server.receive(&handshake::client_request("h:9", "/ws", &key), &mut events);
-        let Some(Event::Request(request, _)) = events.pop() else {
+        let request = handshake::client_request("h:9", "/ws", &key);
+        let RequestRead::Complete { request, .. } = server.read_request(&request) else {
             panic!("no request");
         };
         let upgrade = handshake::check_upgrade(&request).expect("a valid upgrade");
         assert_eq!(upgrade.accept, accept_key(&key));
-        let mut response = switching_protocols(&upgrade.accept);
+        server.accept(&upgrade);
+        let mut response = [&[][..]; 1];
+        server.outbox().slices(&mut response);
+        let mut response = response[0].to_vec();
+        assert_eq!(response, switching_protocols(&upgrade.accept));
         let head_len = response.len();
         response.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
         assert_eq!(

@@ -5,13 +5,21 @@
 //! handshake (§5.5.1, §7.1). Read §7.1 ("Definitions") first: its names are the names of
 //! [`State`].
 //!
-//! The caller owns the socket. It hands the bytes it reads to [`Connection::receive`],
-//! which never blocks and never fails: what happened comes back as [`Event`]s, including
-//! [`Event::Transmit`] for every byte the protocol itself wants sent (the 101 response, a
-//! pong, a close frame). `receive` stops after each complete message and says how many
-//! bytes it used, so the caller reacts to a message (an echo, say) while the connection
-//! is still in the state the message arrived in, before any later frame is looked at. Application data goes out through [`Connection::send`], or, for a
-//! frame shared by many connections, by checking [`Connection::can_send`] first.
+//! The caller owns the socket, and talks to a connection in the style of quinn-proto:
+//!
+//! - **bytes in**: while [`State::Connecting`], [`Connection::read_request`] gathers the
+//!   HTTP request and hands it out whole, once ([`RequestRead::Complete`]); the caller
+//!   decides, answers with [`Connection::accept`] or [`Connection::respond`], and passes
+//!   the rest of the same read to [`Connection::receive`]: one pass, whatever arrived
+//!   behind the request. [`Connection::receive`] turns frames into [`Event`]s and stops
+//!   after each complete message, saying how many bytes it used, so the caller reacts to
+//!   a message (an echo, say) while the connection is still in the state the message
+//!   arrived in, before any later frame is looked at;
+//! - **bytes out**: every byte the connection sends is queued in its [`Outbox`], by the
+//!   connection itself: the `101` or the HTTP answer, pongs, Close frames, and the data
+//!   the caller sends with [`Connection::send`], [`Connection::send_message`] or, for
+//!   frames encoded once for many connections, [`Connection::send_shared`]. The caller
+//!   writes what [`Connection::outbox_mut`] holds whenever the socket takes it.
 //!
 //! ```text
 //!                 request head             accept()
@@ -25,15 +33,18 @@
 //! ```
 //!
 //! An idle open connection holds no heap memory: the request buffer is released once the
-//! handshake is over, the message buffer leaves with each message, and a frame header
-//! split across reads waits in a 14-byte array.
+//! handshake is over, the message buffer leaves with each message, the outbox lets go of
+//! its queue whenever it empties, and a frame header split across reads waits in a
+//! 14-byte array.
 
 use super::close::{CloseCode, CloseFrame};
 use super::error::ProtocolError;
 use super::frame::{encode_frame, Decoded, FrameHeader, OpCode, MAX_HEADER_LEN};
-use super::handshake::{self, Request};
+use super::handshake::{self, Upgrade};
+use super::http::{self, HeadError, Request, Response};
 use super::mask;
 use super::message::{Assembler, Message, MessageKind};
+use super::outbox::{Outbox, Shared};
 use super::Role;
 
 /// The states of §7.1, plus `Connecting` for the opening handshake (§4).
@@ -59,23 +70,39 @@ pub enum State {
     Aborted,
 }
 
-/// Something the caller must act on, produced by [`Connection::receive`] and friends.
+/// What [`Connection::read_request`] made of the bytes so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestRead {
+    /// The request is not complete yet; every byte was kept. (Also the answer outside
+    /// [`State::Connecting`] or once the request has been handed out: the input is
+    /// ignored then, since it belongs to [`Connection::receive`].)
+    Partial,
+    /// A whole HTTP request (head, and its body if it declared a `Content-Length`). It
+    /// ended `used` bytes into this read: answer it with [`Connection::accept`] or
+    /// [`Connection::respond`], then hand the rest of the read to
+    /// [`Connection::receive`] (frames a client sent right behind its request).
+    Complete {
+        /// The request head.
+        request: Request,
+        /// Its body (empty without a `Content-Length`).
+        body: Vec<u8>,
+        /// How many bytes of this read the request took.
+        used: usize,
+    },
+    /// The request could not be used: its answer ([`HeadError::response`]) is queued and
+    /// the connection is [`State::Aborted`].
+    Refused(HeadError),
+}
+
+/// Something that happened on an open connection, produced by [`Connection::receive`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A whole HTTP request (head, and its body if it declared a `Content-Length`) arrived
-    /// on a server connection; answer with [`Connection::accept`] or [`Connection::respond`].
-    Request(Request, Vec<u8>),
-    /// The request could not be used; the HTTP status to answer with, after which the
-    /// connection is [`State::Aborted`]: 400 (malformed), 413 (body over the message
-    /// limit), 431 (head over [`handshake::MAX_HEAD_LEN`]) or 501 (a transfer coding).
-    BadRequest(u16),
     /// A complete data message (§5.6).
     Message(Message),
     /// A pong arrived (§5.5.3), with its application data.
     Pong(Vec<u8>),
-    /// Bytes to write to the peer, in order.
-    Transmit(Vec<u8>),
     /// The peer's Close frame (§5.5.1), `None` when it carried no status code (1005).
+    /// Our reply, if one was due, is queued.
     Close(Option<CloseFrame>),
     /// The peer broke the protocol: a Close with [`ProtocolError::close_code`] was queued
     /// (if one could still be sent) and the state is [`State::Aborted`].
@@ -87,6 +114,11 @@ pub enum Event {
 pub struct Connection {
     role: Role,
     state: State,
+    /// Whether the complete request has been handed out and awaits its answer.
+    request_done: bool,
+    /// The first bytes of a frame header that was split across reads.
+    header_len: u8,
+    header_buf: [u8; MAX_HEADER_LEN],
     /// Largest reassembled message, §10.4.
     max_message: usize,
     /// `Connecting` only: the bytes of the request so far; `None` afterwards. Boxed (8
@@ -96,11 +128,6 @@ pub struct Connection {
         reason = "8 bytes inline instead of 24, on every idle connection"
     )]
     request: Option<Box<Vec<u8>>>,
-    /// Whether the complete request has been handed out as [`Event::Request`].
-    request_done: bool,
-    /// The first bytes of a frame header that was split across reads.
-    header_buf: [u8; MAX_HEADER_LEN],
-    header_len: u8,
     /// The frame whose payload is arriving, if any.
     frame: Option<FrameProgress>,
     /// The payload of the control frame being received (at most 125 bytes, §5.5); boxed
@@ -112,8 +139,10 @@ pub struct Connection {
     control: Option<Box<Vec<u8>>>,
     /// Data frames → messages, §5.4.
     message: Assembler,
-    /// Client role only: state of the masking-key generator (§5.3).
-    key_state: u64,
+    /// Everything waiting to be sent, in order.
+    outbox: Outbox,
+    /// Client role only: the masking keys (§5.3).
+    keys: Option<mask::MaskingKeys>,
 }
 
 /// A frame whose header has been read, and how much of its payload has arrived.
@@ -127,29 +156,36 @@ impl Connection {
     /// A server-side connection that has just been accepted: it expects the opening
     /// handshake (§4.2.1) and then masked client frames.
     pub fn server(max_message: usize) -> Connection {
-        Connection::new(Role::Server, State::Connecting, max_message, 0)
+        Connection::new(Role::Server, State::Connecting, max_message, None)
     }
 
     /// A client-side connection whose opening handshake the caller has already completed
     /// (see [`handshake::client_request`]). `key_seed` seeds the masking keys; §10.3 wants
     /// them unpredictable, so take it from a strong source of entropy.
     pub fn client_open(max_message: usize, key_seed: u64) -> Connection {
-        Connection::new(Role::Client, State::Open, max_message, key_seed | 1)
+        let keys = Some(mask::MaskingKeys::new(key_seed));
+        Connection::new(Role::Client, State::Open, max_message, keys)
     }
 
-    fn new(role: Role, state: State, max_message: usize, key_state: u64) -> Connection {
+    fn new(
+        role: Role,
+        state: State,
+        max_message: usize,
+        keys: Option<mask::MaskingKeys>,
+    ) -> Connection {
         Connection {
             role,
             state,
+            request_done: false,
+            header_len: 0,
+            header_buf: [0; MAX_HEADER_LEN],
             max_message,
             request: None,
-            request_done: false,
-            header_buf: [0; MAX_HEADER_LEN],
-            header_len: 0,
             frame: None,
             control: None,
             message: Assembler::default(),
-            key_state,
+            outbox: Outbox::default(),
+            keys,
         }
     }
 
@@ -164,8 +200,8 @@ impl Connection {
         self.state == State::Open
     }
 
-    /// Whether the connection is finished with: the caller should flush what it has
-    /// queued and close TCP.
+    /// Whether the connection is finished with: the caller should send what the outbox
+    /// holds and close TCP.
     pub fn is_done(&self) -> bool {
         matches!(
             self.state,
@@ -173,77 +209,149 @@ impl Connection {
         )
     }
 
-    /// Handles bytes read from the peer, appending what happened to `events`, and
-    /// returns how many bytes of `input` it used. It uses them all, unless it stopped
-    /// right after a [`Event::Message`]: call it again with the rest once the message
-    /// has been dealt with.
+    /// What is waiting to be sent.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// What is waiting to be sent, to take bytes out of as the socket accepts them.
+    pub fn outbox_mut(&mut self) -> &mut Outbox {
+        &mut self.outbox
+    }
+
+    /// `Connecting`, server role: gathers the request head and body, and hands them out
+    /// once, whole (see [`RequestRead`]). In any other state, or once the request has
+    /// been handed out, the input is ignored.
+    pub fn read_request(&mut self, input: &[u8]) -> RequestRead {
+        if self.state != State::Connecting || self.request_done || self.role != Role::Server {
+            return RequestRead::Partial;
+        }
+        let buffer = self.request.get_or_insert_with(Box::default);
+        let before = buffer.len();
+        buffer.extend_from_slice(input);
+        match http::read_request(buffer, self.max_message) {
+            Ok(Decoded::Partial) => RequestRead::Partial,
+            Ok(Decoded::Complete {
+                value: (request, body),
+                consumed,
+            }) => {
+                // The request did not end in an earlier read (that read would have been
+                // Complete), so it ends within this one.
+                let used = consumed.saturating_sub(before);
+                self.request = None;
+                self.request_done = true;
+                RequestRead::Complete {
+                    request,
+                    body,
+                    used,
+                }
+            }
+            Err(error) => {
+                self.state = State::Aborted;
+                self.release();
+                self.outbox.push_owned(error.response().encode());
+                RequestRead::Refused(error)
+            }
+        }
+    }
+
+    /// Accepts the opening handshake (§4.2.2): queues the `101` response and enters
+    /// [`State::Open`]. Only after [`RequestRead::Complete`].
+    pub fn accept(&mut self, upgrade: &Upgrade) {
+        if self.state != State::Connecting || !self.request_done {
+            return;
+        }
+        let response = handshake::switching_protocols(&upgrade.accept);
+        self.outbox.push_owned(response);
+        self.state = State::Open;
+    }
+
+    /// Answers the request with a plain HTTP response instead of an upgrade (an error, a
+    /// page, a `POST` result); the connection is then [`State::Closed`]. Unlike
+    /// [`Connection::accept`] it does not need a whole request: a server may answer a
+    /// request it gave up reading.
+    pub fn respond(&mut self, response: &Response) {
+        if self.state != State::Connecting {
+            return;
+        }
+        self.outbox.push_owned(response.encode());
+        self.release();
+        self.state = State::Closed;
+    }
+
+    /// Handles bytes read from the peer once the connection is open, appending what
+    /// happened to `events`, and returns how many bytes of `input` it used. It uses them
+    /// all, unless it stopped right after a [`Event::Message`]: call it again with the
+    /// rest once the message has been dealt with. In any other state the bytes mean
+    /// nothing and are all used.
     pub fn receive(&mut self, input: &[u8], events: &mut Vec<Event>) -> usize {
         match self.state {
-            State::Connecting => {
-                self.receive_request(input, events);
-                input.len()
-            }
             State::Open | State::CloseSent => {
                 let rest = self.receive_frames(input, events);
                 input.len() - rest.len()
             }
-            // §7.1.1 / §5.5.1: after the closing handshake, or after failing the
-            // connection, nothing the peer sends means anything.
-            State::CloseReceived | State::Closed | State::Aborted => input.len(),
+            // Connecting: the request is read by `read_request`. §7.1.1 / §5.5.1: after
+            // the closing handshake, or after failing the connection, nothing the peer
+            // sends means anything.
+            State::Connecting | State::CloseReceived | State::Closed | State::Aborted => {
+                input.len()
+            }
         }
     }
 
-    /// Accepts the opening handshake (§4.2.2): queues the 101 response and enters
-    /// [`State::Open`]. Returns the bytes that arrived right behind the request (frames
-    /// sent early): pass them to [`Connection::receive`] like any others.
-    pub fn accept(&mut self, upgrade: &handshake::Upgrade, events: &mut Vec<Event>) -> Vec<u8> {
-        if self.state != State::Connecting || !self.request_done {
-            return Vec::new();
-        }
-        events.push(Event::Transmit(handshake::switching_protocols(
-            &upgrade.accept,
-        )));
-        self.state = State::Open;
-        self.request.take().map(|b| *b).unwrap_or_default()
-    }
-
-    /// Answers the request with a plain HTTP response instead of an upgrade (an error, a
-    /// page, a `POST` result); the connection is then [`State::Closed`].
-    pub fn respond(&mut self, response: Vec<u8>, events: &mut Vec<Event>) {
-        if self.state != State::Connecting {
-            return;
-        }
-        events.push(Event::Transmit(response));
-        self.request = None;
-        self.state = State::Closed;
-    }
-
-    /// Encodes a data message for this connection, or `None` unless [`Connection::can_send`].
-    pub fn send(&mut self, kind: MessageKind, data: &[u8]) -> Option<Vec<u8>> {
+    /// Queues a data message, copying `data`; `false` unless [`Connection::can_send`].
+    pub fn send(&mut self, kind: MessageKind, data: &[u8]) -> bool {
         if !self.can_send() {
-            return None;
+            return false;
         }
-        let opcode = match kind {
-            MessageKind::Text => OpCode::Text,
-            MessageKind::Binary => OpCode::Binary,
-        };
-        Some(self.encode(opcode, data))
+        let frame = self.encode(kind.opcode(), data);
+        self.outbox.push_owned(frame);
+        true
     }
 
-    /// Encodes a ping (§5.5.2) with at most 125 bytes of `payload`, while open.
-    pub fn ping(&mut self, payload: &[u8]) -> Option<Vec<u8>> {
+    /// Queues a data message that gives up its buffer: a server sends a large payload
+    /// as it is, uncopied, behind its header. `false` unless [`Connection::can_send`].
+    pub fn send_message(&mut self, message: Message) -> bool {
         if !self.can_send() {
-            return None;
+            return false;
+        }
+        match self.role {
+            Role::Server => self.outbox.push_frame(message.opcode(), message.data),
+            Role::Client => {
+                let frame = self.encode(message.opcode(), &message.data);
+                self.outbox.push_owned(frame);
+            }
+        }
+        true
+    }
+
+    /// Queues frames encoded once for many connections (an `Rc` clone, no copy); `false`
+    /// unless [`Connection::can_send`]. Server role only: a client masks every frame
+    /// with a key of its own (§5.3), so no client frame can be shared.
+    pub fn send_shared(&mut self, frames: &Shared) -> bool {
+        if !self.can_send() || self.role != Role::Server {
+            return false;
+        }
+        self.outbox.push_shared(frames);
+        true
+    }
+
+    /// Queues a ping (§5.5.2) with at most 125 bytes of `payload`, while open.
+    pub fn ping(&mut self, payload: &[u8]) -> bool {
+        if !self.can_send() {
+            return false;
         }
         let len = payload.len().min(super::frame::MAX_CONTROL_PAYLOAD);
-        Some(self.encode(OpCode::Ping, &payload[..len]))
+        let frame = self.encode(OpCode::Ping, &payload[..len]);
+        self.outbox.push_owned(frame);
+        true
     }
 
-    /// Starts the closing handshake (§7.1.2): returns the Close frame to send and enters
-    /// [`State::CloseSent`], or `None` if a Close was already sent or received.
-    pub fn close(&mut self, code: CloseCode, reason: &str) -> Option<Vec<u8>> {
+    /// Starts the closing handshake (§7.1.2): queues the Close frame and enters
+    /// [`State::CloseSent`]; `false` if a Close was already sent or received.
+    pub fn close(&mut self, code: CloseCode, reason: &str) -> bool {
         if self.state != State::Open {
-            return None;
+            return false;
         }
         self.state = State::CloseSent;
         let payload = CloseFrame {
@@ -251,46 +359,17 @@ impl Connection {
             reason: reason.to_owned(),
         }
         .payload();
-        Some(self.encode(OpCode::Close, &payload))
+        let frame = self.encode(OpCode::Close, &payload);
+        self.outbox.push_owned(frame);
+        true
     }
 
     /// Gives up on the connection without a closing handshake (the TCP connection broke,
-    /// or the peer is too slow or silent); releases every buffer.
+    /// or the peer is too slow or silent); releases every buffer of the reading side.
+    /// The outbox keeps what was queued: whether to try sending it is the caller's call.
     pub fn abort(&mut self) {
         self.state = State::Aborted;
         self.release();
-    }
-
-    /// `Connecting`: gathers the request head and body, then hands them out once.
-    fn receive_request(&mut self, input: &[u8], events: &mut Vec<Event>) {
-        let buffer = self.request.get_or_insert_with(Box::default);
-        buffer.extend_from_slice(input);
-        if self.request_done {
-            // Waiting for accept() or respond(): keep the bytes for then.
-            return;
-        }
-        let (request, head_len) = match handshake::parse_request(buffer) {
-            Ok(Decoded::Complete { value, consumed }) => (value, consumed),
-            Ok(Decoded::Partial) => return,
-            Err(e) => return self.bad_request(e.status(), events),
-        };
-        let body_len = request.content_length.unwrap_or(0);
-        if body_len > self.max_message {
-            return self.bad_request(413, events);
-        }
-        let Some(body) = buffer.get(head_len..head_len + body_len) else {
-            return; // the body is still arriving
-        };
-        let body = body.to_vec();
-        buffer.drain(..head_len + body_len);
-        self.request_done = true;
-        events.push(Event::Request(request, body));
-    }
-
-    fn bad_request(&mut self, status: u16, events: &mut Vec<Event>) {
-        self.state = State::Aborted;
-        self.release();
-        events.push(Event::BadRequest(status));
     }
 
     /// `Open` / `CloseSent`: splits the byte stream into frames and their payloads.
@@ -427,7 +506,7 @@ impl Connection {
             OpCode::Ping => {
                 let payload = self.take_control();
                 let pong = self.encode(OpCode::Pong, &payload);
-                events.push(Event::Transmit(pong));
+                self.outbox.push_owned(pong);
             }
             // §5.5.3: "A Pong frame MAY be sent unsolicited." It proves the peer is alive.
             OpCode::Pong => events.push(Event::Pong(self.take_control())),
@@ -443,7 +522,7 @@ impl Connection {
                         None => Vec::new(),
                     };
                     let reply = self.encode(OpCode::Close, &payload);
-                    events.push(Event::Transmit(reply));
+                    self.outbox.push_owned(reply);
                     self.state = State::CloseReceived;
                 } else {
                     // §7.1.2 the handshake we started is complete.
@@ -467,7 +546,7 @@ impl Connection {
             }
             .payload();
             let close = self.encode(OpCode::Close, &payload);
-            events.push(Event::Transmit(close));
+            self.outbox.push_owned(close);
         }
         self.state = State::Aborted;
         self.release();
@@ -490,24 +569,8 @@ impl Connection {
 
     /// Encodes one frame in this role: servers never mask, clients always do (§5.1).
     fn encode(&mut self, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-        let key = match self.role {
-            Role::Server => None,
-            Role::Client => Some(self.next_masking_key()),
-        };
+        let key = self.keys.as_mut().map(mask::MaskingKeys::next_key);
         encode_frame(opcode, payload, key)
-    }
-
-    /// §5.3: "The masking key is a 32-bit value chosen at random by the client." An
-    /// xorshift64* stream from the caller's seed.
-    fn next_masking_key(&mut self) -> [u8; 4] {
-        let mut x = self.key_state;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.key_state = x;
-        let out = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        let [a, b, c, d, ..] = out.to_be_bytes();
-        [a, b, c, d]
     }
 }
 
@@ -515,6 +578,7 @@ impl Connection {
 mod tests {
     use super::*;
     use crate::protocol::frame::{FIN, MASK};
+    use crate::protocol::outbox::{Frames, COPY_MAX};
     use proptest::prelude::*;
     use proptest::sample::Index;
 
@@ -526,38 +590,119 @@ mod tests {
     const SECTION_1_3_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
     const MIB: usize = 1 << 20;
 
+    /// What the caller of a connection observes: the [`Event`]s `receive` reports, and the
+    /// bytes the connection queued in its outbox, one queued piece (a frame, an HTTP
+    /// answer) per `Sent`.
+    ///
+    /// The order is exact, with one exception. `receive` stops after each message, Close
+    /// and failure, so what was queued in the same call was queued before it, and is listed
+    /// first. [`Event::Pong`]s are reported together at the end of the call, though, while
+    /// the pongs the connection queued in that call may answer pings that arrived before or
+    /// after them: so a `Sent` is listed before the received pongs that directly precede
+    /// it (see [`push_sent`]), whatever reads the bytes came in.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Seen {
+        Message(Message),
+        Pong(Vec<u8>),
+        Close(Option<CloseFrame>),
+        Failed(ProtocolError),
+        Sent(Vec<u8>),
+    }
+
+    impl From<Event> for Seen {
+        fn from(event: Event) -> Seen {
+            match event {
+                Event::Message(message) => Seen::Message(message),
+                Event::Pong(payload) => Seen::Pong(payload),
+                Event::Close(frame) => Seen::Close(frame),
+                Event::Failed(error) => Seen::Failed(error),
+            }
+        }
+    }
+
+    /// Adds queued bytes to `log`, ahead of the received pongs at its end (see [`Seen`]).
+    fn push_sent(log: &mut Vec<Seen>, bytes: Vec<u8>) {
+        let at = log
+            .iter()
+            .rposition(|seen| !matches!(seen, Seen::Pong(_)))
+            .map_or(0, |i| i + 1);
+        log.insert(at, Seen::Sent(bytes));
+    }
+
+    /// Takes everything the connection has queued, as a socket that accepts it all would:
+    /// one entry per queued piece.
+    fn take_sent(conn: &mut Connection) -> Vec<Vec<u8>> {
+        let mut sent = Vec::new();
+        while !conn.outbox().is_empty() {
+            let mut slices: [&[u8]; 8] = [&[]; 8];
+            let n = conn.outbox().slices(&mut slices);
+            assert!(
+                n > 0,
+                "{} bytes pending in no slice",
+                conn.outbox().pending()
+            );
+            let pieces: Vec<Vec<u8>> = slices[..n].iter().map(|s| s.to_vec()).collect();
+            let len = pieces.iter().map(Vec::len).sum();
+            sent.extend(pieces);
+            conn.outbox_mut().consume(len);
+        }
+        sent
+    }
+
+    /// The one piece the connection has queued.
+    fn take_one(conn: &mut Connection) -> Vec<u8> {
+        let sent = take_sent(conn);
+        let [one] = &sent[..] else {
+            panic!("expected one piece queued, got {sent:02x?}");
+        };
+        one.clone()
+    }
+
+    /// Records what one call to `receive` produced: what it queued, then its events.
+    fn record(log: &mut Vec<Seen>, conn: &mut Connection, events: Vec<Event>) {
+        for bytes in take_sent(conn) {
+            push_sent(log, bytes);
+        }
+        log.extend(events.into_iter().map(Seen::from));
+    }
+
     /// Feeds `input` the way a caller must: `receive` again with whatever it left over,
     /// until every byte is used. Checks the contract of `receive` on the way: it makes
     /// progress, and it only stops short right after a message.
-    fn drive(conn: &mut Connection, mut input: &[u8]) -> Vec<Event> {
-        let mut events = Vec::new();
+    fn drive(conn: &mut Connection, input: &[u8]) -> Vec<Seen> {
+        let mut log = Vec::new();
+        drive_into(conn, input, &mut log);
+        log
+    }
+
+    fn drive_into(conn: &mut Connection, mut input: &[u8], log: &mut Vec<Seen>) {
         loop {
+            let mut events = Vec::new();
             let used = conn.receive(input, &mut events);
             assert!(used <= input.len(), "used {used} of {} bytes", input.len());
+            let after_message = matches!(events.last(), Some(Event::Message(_)));
+            record(log, conn, events);
             if used == input.len() {
-                return events;
+                return;
             }
             assert!(used > 0, "no progress on {} bytes", input.len());
-            assert!(
-                matches!(events.last(), Some(Event::Message(_))),
-                "stopped short without a message: {events:?}"
-            );
+            assert!(after_message, "stopped short without a message: {log:?}");
             input = &input[used..];
         }
     }
 
     /// Feeds `input` in pieces of the given sizes (repeated as needed).
-    fn drive_in_chunks(conn: &mut Connection, mut input: &[u8], sizes: &[usize]) -> Vec<Event> {
-        let mut events = Vec::new();
+    fn drive_in_chunks(conn: &mut Connection, mut input: &[u8], sizes: &[usize]) -> Vec<Seen> {
+        let mut log = Vec::new();
         for &size in sizes.iter().cycle() {
             if input.is_empty() {
                 break;
             }
             let (now, later) = input.split_at(size.clamp(1, input.len()));
-            events.extend(drive(conn, now));
+            drive_into(conn, now, &mut log);
             input = later;
         }
-        events
+        log
     }
 
     /// §1.3's handshake (less the optional headers) as a client sends it.
@@ -565,23 +710,38 @@ mod tests {
         handshake::client_request("server.example.com", "/chat", SECTION_1_3_KEY)
     }
 
-    /// Feeds `input` (a request, maybe with frames behind it) to a new server connection,
-    /// checks it as an opening handshake and accepts it (§4.2.2). Returns the early bytes.
-    fn handshake_with(conn: &mut Connection, input: &[u8]) -> Vec<u8> {
-        let events = drive(conn, input);
-        let [Event::Request(request, body)] = &events[..] else {
-            panic!("expected one Request, got {events:?}");
+    fn request_parsed() -> Request {
+        match http::parse_request(&request_bytes()) {
+            Ok(Decoded::Complete { value, .. }) => value,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Reads `input` (a request, maybe with frames behind it) on a new server connection in
+    /// one read, checks it as an opening handshake and accepts it (§4.2.2). Returns the
+    /// rest of the read: the frames sent right behind the request.
+    fn handshake_with<'a>(conn: &mut Connection, input: &'a [u8]) -> &'a [u8] {
+        let read = conn.read_request(input);
+        let RequestRead::Complete {
+            request,
+            body,
+            used,
+        } = read
+        else {
+            panic!("expected a complete request, got {read:?}");
         };
         assert_eq!(request.path, "/chat");
         assert!(body.is_empty());
-        let upgrade = handshake::check_upgrade(request).expect("a valid §4.2.1 handshake");
+        assert!(
+            conn.outbox().is_empty(),
+            "nothing is sent before the answer"
+        );
+        let upgrade = handshake::check_upgrade(&request).expect("a valid §4.2.1 handshake");
         assert_eq!(upgrade.accept, SECTION_1_3_ACCEPT);
 
-        let mut events = Vec::new();
-        let early = conn.accept(&upgrade, &mut events);
-        let [Event::Transmit(response)] = &events[..] else {
-            panic!("expected the 101 response, got {events:?}");
-        };
+        conn.accept(&upgrade);
+        let response = take_one(conn);
+        assert_eq!(response, handshake::switching_protocols(SECTION_1_3_ACCEPT));
         assert!(response.starts_with(b"HTTP/1.1 101"), "{response:?}");
         let accept_line = format!("Sec-WebSocket-Accept: {SECTION_1_3_ACCEPT}\r\n");
         assert!(response
@@ -589,13 +749,15 @@ mod tests {
             .any(|w| w == accept_line.as_bytes()));
         assert_eq!(conn.state(), State::Open);
         assert!(conn.can_send());
-        early
+        &input[used..]
     }
 
-    /// A server connection that went through a real opening handshake and is Open.
+    /// A server connection that went through a real opening handshake and is Open, with
+    /// nothing queued.
     fn open_server(max_message: usize) -> Connection {
         let mut conn = Connection::server(max_message);
-        let early = handshake_with(&mut conn, &request_bytes());
+        let request = request_bytes();
+        let early = handshake_with(&mut conn, &request);
         assert!(early.is_empty());
         conn
     }
@@ -668,87 +830,127 @@ mod tests {
         (header, payload)
     }
 
-    fn text(s: &str) -> Event {
-        Event::Message(Message {
+    fn text(s: &str) -> Seen {
+        Seen::Message(Message {
             kind: MessageKind::Text,
             data: s.as_bytes().to_vec(),
         })
     }
 
-    fn binary(data: &[u8]) -> Event {
-        Event::Message(Message {
+    fn binary(data: &[u8]) -> Seen {
+        Seen::Message(Message {
             kind: MessageKind::Binary,
             data: data.to_vec(),
         })
     }
 
-    /// What the server transmits to answer a ping with `payload` (§5.5.3).
-    fn server_pong(payload: &[u8]) -> Event {
-        Event::Transmit(encode_frame(OpCode::Pong, payload, None))
+    /// What the server sends to answer a ping with `payload` (§5.5.3).
+    fn server_pong(payload: &[u8]) -> Seen {
+        Seen::Sent(encode_frame(OpCode::Pong, payload, None))
     }
 
     #[test]
     fn section_4_2_request_in_one_byte_reads_gives_one_request() {
         let request = request_bytes();
+        let (last, head) = request.split_last().unwrap();
         let mut conn = Connection::server(MIB);
-        let mut events = Vec::new();
-        for (i, byte) in request.iter().enumerate() {
-            assert_eq!(conn.receive(&[*byte], &mut events), 1, "byte {i}");
-            if i + 1 < request.len() {
-                assert!(events.is_empty(), "event before the head ended: {events:?}");
-            }
+        for (i, byte) in head.iter().enumerate() {
+            assert_eq!(
+                conn.read_request(&[*byte]),
+                RequestRead::Partial,
+                "byte {i}"
+            );
         }
-        let [Event::Request(req, body)] = &events[..] else {
-            panic!("expected one Request, got {events:?}");
+        let read = conn.read_request(&[*last]);
+        let RequestRead::Complete {
+            request: req,
+            body,
+            used,
+        } = &read
+        else {
+            panic!("expected a complete request, got {read:?}");
         };
+        assert_eq!(*used, 1, "the request ends with the last byte read");
         assert_eq!(req.header("Sec-WebSocket-Key"), Some(SECTION_1_3_KEY));
         assert!(body.is_empty());
         assert_eq!(conn.state(), State::Connecting);
+        assert!(conn.outbox().is_empty());
 
         let upgrade = handshake::check_upgrade(req).unwrap();
-        let mut events = Vec::new();
-        assert!(conn.accept(&upgrade, &mut events).is_empty());
+        conn.accept(&upgrade);
         assert_eq!(
-            events,
-            [Event::Transmit(handshake::switching_protocols(
-                SECTION_1_3_ACCEPT
-            ))]
+            take_sent(&mut conn),
+            [handshake::switching_protocols(SECTION_1_3_ACCEPT)]
         );
         assert_eq!(conn.state(), State::Open);
-        // A second accept changes nothing.
-        assert!(conn.accept(&upgrade, &mut events).is_empty());
-        assert_eq!(events.len(), 1);
+        // A second accept changes nothing, and no second request is read.
+        conn.accept(&upgrade);
+        assert_eq!(conn.read_request(&request), RequestRead::Partial);
+        assert!(conn.outbox().is_empty());
+        assert_eq!(conn.state(), State::Open);
     }
 
     #[test]
     fn section_4_2_frames_sent_with_the_request_are_delivered_after_accept() {
         let hello = masked(OpCode::Text, true, b"Hello");
 
-        // In the same packet as the request.
+        // In the same read as the request: they are the rest of the read, after `used`.
         let mut conn = Connection::server(MIB);
-        let early = handshake_with(&mut conn, &[request_bytes(), hello.clone()].concat());
+        let packet = [request_bytes(), hello.clone()].concat();
+        let early = handshake_with(&mut conn, &packet);
         assert_eq!(early, hello);
-        assert_eq!(drive(&mut conn, &early), [text("Hello")]);
+        assert_eq!(drive(&mut conn, early), [text("Hello")]);
 
-        // Half with the request, half in a later read that still comes before accept().
+        // Half in the request's read, half in the next one.
         let mut conn = Connection::server(MIB);
         let packet = [request_bytes(), hello[..3].to_vec()].concat();
-        let events = drive(&mut conn, &packet);
-        assert!(matches!(&events[..], [Event::Request(..)]), "{events:?}");
-        assert!(
-            drive(&mut conn, &hello[3..]).is_empty(),
-            "held until accept"
-        );
-        let upgrade = handshake::check_upgrade(&request_parsed()).unwrap();
-        let early = conn.accept(&upgrade, &mut Vec::new());
-        assert_eq!(early, hello);
-        assert_eq!(drive(&mut conn, &early), [text("Hello")]);
+        let early = handshake_with(&mut conn, &packet);
+        assert_eq!(early, &hello[..3]);
+        assert!(drive(&mut conn, early).is_empty(), "half a frame");
+        assert_eq!(drive(&mut conn, &hello[3..]), [text("Hello")]);
+
+        // A message and a ping behind the request, one pass in order.
+        let mut conn = Connection::server(MIB);
+        let ping = masked(OpCode::Ping, true, b"?");
+        let packet = [request_bytes(), hello.clone(), ping].concat();
+        let early = handshake_with(&mut conn, &packet);
+        assert_eq!(drive(&mut conn, early), [text("Hello"), server_pong(b"?")]);
     }
 
-    fn request_parsed() -> Request {
-        match handshake::parse_request(&request_bytes()) {
-            Ok(Decoded::Complete { value, .. }) => value,
-            other => panic!("{other:?}"),
+    /// `used` says where the request ends in the read that completed it, wherever the
+    /// reads were cut, for a request without a body and one with (RFC 9112 §6.2).
+    #[test]
+    fn section_4_2_used_is_where_the_request_ends_in_its_last_read() {
+        let hello = masked(OpCode::Text, true, b"Hello");
+        let post = b"POST /broadcast HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+        let table: &[(&str, Vec<u8>, &[u8])] = &[
+            ("§1.3 handshake", request_bytes(), b""),
+            ("POST with a body", post.to_vec(), b"hello"),
+        ];
+        for (name, request, want_body) in table {
+            let packet = [&request[..], &hello].concat();
+            for cut in 0..=packet.len() {
+                let mut conn = Connection::server(MIB);
+                let reads = [&packet[..cut], &packet[cut..]];
+                let mut before = 0;
+                let mut found = None;
+                for (i, read) in reads.iter().enumerate() {
+                    match conn.read_request(read) {
+                        RequestRead::Partial => before += read.len(),
+                        RequestRead::Complete { body, used, .. } => {
+                            found = Some((i, body, used));
+                            break;
+                        }
+                        other => panic!("{name}, cut at {cut}: {other:?}"),
+                    }
+                }
+                let (i, body, used) = found.unwrap_or_else(|| panic!("{name}, cut at {cut}"));
+                assert_eq!(before + used, request.len(), "{name}, cut at {cut}");
+                assert_eq!(body, *want_body, "{name}, cut at {cut}");
+                // What follows `used` in that read, and any later read, is the frame.
+                let rest = [&reads[i][used..], &reads[i + 1..].concat()].concat();
+                assert_eq!(rest, hello, "{name}, cut at {cut}");
+            }
         }
     }
 
@@ -756,11 +958,13 @@ mod tests {
     fn section_4_2_accept_waits_for_a_whole_request() {
         let request = request_bytes();
         let mut conn = Connection::server(MIB);
-        assert!(drive(&mut conn, &request[..20]).is_empty());
+        assert_eq!(conn.read_request(&request[..20]), RequestRead::Partial);
         let upgrade = handshake::check_upgrade(&request_parsed()).unwrap();
-        let mut events = Vec::new();
-        assert!(conn.accept(&upgrade, &mut events).is_empty());
-        assert!(events.is_empty());
+        conn.accept(&upgrade);
+        assert!(conn.outbox().is_empty());
+        assert_eq!(conn.state(), State::Connecting);
+        // Before the handshake is over nothing is a frame: `receive` uses and ignores it.
+        assert!(drive(&mut conn, &masked(OpCode::Ping, true, b"early")).is_empty());
         assert_eq!(conn.state(), State::Connecting);
     }
 
@@ -768,48 +972,97 @@ mod tests {
     fn section_4_2_1_unusable_heads_get_their_status_and_abort() {
         let mut endless = b"GET /chat HTTP/1.1\r\nX-Long: ".to_vec();
         endless.resize(9000, b'a');
-        let table: &[(&str, usize, Vec<u8>, u16)] = &[
-            ("head over 8 KiB without an end", MIB, endless, 431),
+        let table: &[(&str, usize, Vec<u8>, HeadError, u16)] = &[
+            (
+                "head over 8 KiB without an end",
+                MIB,
+                endless,
+                HeadError::TooLarge,
+                431,
+            ),
             (
                 "a TLS ClientHello on the plain port",
                 MIB,
                 b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(),
+                HeadError::Malformed,
                 400,
             ),
             (
                 "garbage",
                 MIB,
                 b"\x00\x01\x02 garbage\r\n\r\n".to_vec(),
+                HeadError::Malformed,
                 400,
             ),
             (
                 "a body longer than the message limit",
                 100,
                 b"POST /chat HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n".to_vec(),
+                HeadError::BodyTooLarge,
                 413,
             ),
             (
                 "a transfer coding",
                 MIB,
                 b"POST /chat HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+                HeadError::UnsupportedTransferEncoding,
                 501,
             ),
         ];
-        for (name, max_message, input, status) in table {
+        for (name, max_message, input, error, status) in table {
+            assert_eq!(error.status(), *status, "{name}");
             // Whole, and in reads of 1000 bytes: one verdict either way.
             for size in [input.len(), 1000] {
                 let mut conn = Connection::server(*max_message);
-                let events = drive_in_chunks(&mut conn, input, &[size]);
+                let mut verdicts = Vec::new();
+                for read in input.chunks(size) {
+                    match conn.read_request(read) {
+                        RequestRead::Partial => {}
+                        verdict => verdicts.push(verdict),
+                    }
+                }
                 assert_eq!(
-                    events,
-                    [Event::BadRequest(*status)],
+                    verdicts,
+                    [RequestRead::Refused(*error)],
                     "{name}, reads of {size}"
                 );
+                let answer = take_one(&mut conn);
+                assert_eq!(answer, error.response().encode(), "{name}");
+                let status_line = format!("HTTP/1.1 {status} ");
+                assert!(answer.starts_with(status_line.as_bytes()), "{name}");
                 assert_eq!(conn.state(), State::Aborted, "{name}");
                 assert!(conn.is_done(), "{name}");
+                // Nothing more is read, answered or received.
+                assert_eq!(
+                    conn.read_request(&request_bytes()),
+                    RequestRead::Partial,
+                    "{name}"
+                );
                 assert!(drive(&mut conn, &request_bytes()).is_empty(), "{name}");
+                assert!(conn.outbox().is_empty(), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn section_4_2_respond_answers_with_plain_http() {
+        let mut conn = Connection::server(MIB);
+        let read = conn.read_request(&request_bytes());
+        let RequestRead::Complete { request, .. } = read else {
+            panic!("expected a complete request, got {read:?}");
+        };
+        let response = http::Response::text(200, "hello");
+        conn.respond(&response);
+        assert_eq!(take_sent(&mut conn), [response.encode()]);
+        assert_eq!(conn.state(), State::Closed);
+        assert!(conn.is_done());
+        assert!(!conn.can_send());
+        // Neither an upgrade, another answer nor frames can follow.
+        let upgrade = handshake::check_upgrade(&request).unwrap();
+        conn.accept(&upgrade);
+        conn.respond(&http::Response::new(500, http::TEXT_PLAIN, "again"));
+        assert!(conn.outbox().is_empty());
+        assert!(drive(&mut conn, &masked(OpCode::Text, true, b"x")).is_empty());
     }
 
     #[test]
@@ -827,7 +1080,7 @@ mod tests {
     fn section_5_7_unmasked_examples_to_a_client() {
         let binary_256: Vec<u8> = (0..=255u8).collect();
         let binary_64k: Vec<u8> = (0..65536u32).map(|i| (i % 251) as u8).collect();
-        let table: &[(&str, Vec<u8>, Event)] = &[
+        let table: &[(&str, Vec<u8>, Seen)] = &[
             (
                 "A single-frame unmasked text message",
                 vec![0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f],
@@ -869,9 +1122,9 @@ mod tests {
         // §5.7: "Unmasked Ping request ... 0x89 0x05 0x48 0x65 0x6c 0x6c 0x6f (contains a
         // body of "Hello" ...)"; the answer is a masked Pong with the same body (§5.5.3).
         let mut conn = Connection::client_open(MIB, 7);
-        let events = drive(&mut conn, &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
-        let [Event::Transmit(pong)] = &events[..] else {
-            panic!("expected a pong, got {events:?}");
+        let seen = drive(&mut conn, &[0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f]);
+        let [Seen::Sent(pong)] = &seen[..] else {
+            panic!("expected a pong, got {seen:?}");
         };
         let (header, payload) = client_frame(pong);
         assert_eq!(header.opcode, OpCode::Pong);
@@ -883,7 +1136,7 @@ mod tests {
     fn section_5_4_ping_between_fragments_is_answered_before_the_message() {
         // §5.4: "An endpoint MUST be capable of handling control frames in the middle of a
         // fragmented message." §5.5.2: the Pong goes out "as soon as is practical", so it is
-        // transmitted before the message it interrupted is complete.
+        // queued before the message it interrupted is complete.
         let input = [
             masked(OpCode::Text, false, b"Hel"),
             masked(OpCode::Ping, true, b"are you there?"),
@@ -894,7 +1147,7 @@ mod tests {
         .concat();
         let want = [
             server_pong(b"are you there?"),
-            Event::Pong(b"unsolicited".to_vec()),
+            Seen::Pong(b"unsolicited".to_vec()),
             text("Hello, κόσμε"),
         ];
         let mut conn = open_server(MIB);
@@ -922,25 +1175,62 @@ mod tests {
         let mut conn = open_server(MIB);
         let mut events = Vec::new();
         assert_eq!(conn.receive(&input, &mut events), first.len());
-        assert_eq!(events, [text("one")]);
+        assert_eq!(
+            events,
+            [Event::Message(Message {
+                kind: MessageKind::Text,
+                data: b"one".to_vec(),
+            })]
+        );
+        assert!(conn.outbox().is_empty());
         assert_eq!(conn.state(), State::Open);
-        let events = drive(&mut conn, &input[first.len()..]);
+        let seen = drive(&mut conn, &input[first.len()..]);
         assert!(
             matches!(
-                &events[..],
+                &seen[..],
                 [
-                    Event::Message(_),
-                    Event::Transmit(_),
-                    Event::Failed(ProtocolError::UnmaskedClientFrame)
+                    Seen::Message(_),
+                    Seen::Sent(_),
+                    Seen::Failed(ProtocolError::UnmaskedClientFrame)
                 ]
             ),
-            "{events:?}"
+            "{seen:?}"
+        );
+    }
+
+    /// §5.6 and §5.5.2 together: a caller that echoes each message when `receive` hands it
+    /// over queues the echo before the pong of a ping the client sent after the message.
+    #[test]
+    fn section_5_6_an_echo_goes_out_before_the_pong_of_a_later_ping() {
+        let input = [
+            masked(OpCode::Text, true, b"echo me"),
+            masked(OpCode::Ping, true, b"later"),
+        ]
+        .concat();
+        let mut conn = open_server(MIB);
+        let mut rest = &input[..];
+        while !rest.is_empty() {
+            let mut events = Vec::new();
+            let used = conn.receive(rest, &mut events);
+            for event in events {
+                if let Event::Message(message) = event {
+                    assert!(conn.send_message(message));
+                }
+            }
+            rest = &rest[used..];
+        }
+        assert_eq!(
+            take_sent(&mut conn),
+            [
+                encode_frame(OpCode::Text, b"echo me", None),
+                encode_frame(OpCode::Pong, b"later", None),
+            ]
         );
     }
 
     /// One thing a test client sends after the handshake.
     #[derive(Debug, Clone)]
-    enum Sent {
+    enum ClientItem {
         /// A data message, cut into fragments at the given points, with a ping after the
         /// fragment a cut ends when the cut carries one.
         Message {
@@ -961,7 +1251,7 @@ mod tests {
         prop::collection::vec(any::<u8>(), 0..=125)
     }
 
-    fn arb_sent() -> impl Strategy<Value = Sent> {
+    fn arb_item() -> impl Strategy<Value = ClientItem> {
         let chars = prop_oneof![
             any::<char>(),
             prop::sample::select(vec![
@@ -985,52 +1275,49 @@ mod tests {
         );
         prop_oneof![
             6 => (prop_oneof![text, binary], cuts)
-                .prop_map(|((kind, data), cuts)| Sent::Message { kind, data, cuts }),
-            1 => arb_control().prop_map(Sent::Ping),
-            1 => arb_control().prop_map(Sent::Pong),
+                .prop_map(|((kind, data), cuts)| ClientItem::Message { kind, data, cuts }),
+            1 => arb_control().prop_map(ClientItem::Ping),
+            1 => arb_control().prop_map(ClientItem::Pong),
         ]
     }
 
     /// The bytes a client sends for `items` (then a Close with `close` as its reason, then
-    /// a message that must be ignored), and the events the server must produce for them.
-    fn client_stream(items: &[Sent], close: Option<&str>) -> (Vec<u8>, Vec<Event>) {
+    /// a message that must be ignored), and what the server's caller must see for them.
+    fn client_stream(items: &[ClientItem], close: Option<&str>) -> (Vec<u8>, Vec<Seen>) {
         let mut bytes = Vec::new();
-        let mut events = Vec::new();
+        let mut seen = Vec::new();
         for item in items {
             match item {
-                Sent::Message { kind, data, cuts } => {
+                ClientItem::Message { kind, data, cuts } => {
                     let mut cuts: Vec<_> = cuts
                         .iter()
                         .map(|(at, ping)| (at.index(data.len() + 1), ping))
                         .collect();
                     cuts.sort_by_key(|(at, _)| *at);
-                    let mut opcode = match kind {
-                        MessageKind::Text => OpCode::Text,
-                        MessageKind::Binary => OpCode::Binary,
-                    };
+                    let mut opcode = kind.opcode();
                     let mut start = 0;
                     for (at, ping) in cuts {
                         bytes.extend(masked(opcode, false, &data[start..at]));
                         if let Some(ping) = ping {
                             bytes.extend(masked(OpCode::Ping, true, ping));
-                            events.push(server_pong(ping));
+                            push_sent(&mut seen, encode_frame(OpCode::Pong, ping, None));
                         }
                         opcode = OpCode::Continuation;
                         start = at;
                     }
                     bytes.extend(masked(opcode, true, &data[start..]));
-                    events.push(Event::Message(Message {
+                    seen.push(Seen::Message(Message {
                         kind: *kind,
                         data: data.clone(),
                     }));
                 }
-                Sent::Ping(payload) => {
+                ClientItem::Ping(payload) => {
                     bytes.extend(masked(OpCode::Ping, true, payload));
-                    events.push(server_pong(payload));
+                    push_sent(&mut seen, encode_frame(OpCode::Pong, payload, None));
                 }
-                Sent::Pong(payload) => {
+                ClientItem::Pong(payload) => {
                     bytes.extend(masked(OpCode::Pong, true, payload));
-                    events.push(Event::Pong(payload.clone()));
+                    seen.push(Seen::Pong(payload.clone()));
                 }
             }
         }
@@ -1040,12 +1327,11 @@ mod tests {
                 true,
                 &close_payload(1000, reason.as_bytes()),
             ));
-            events.push(Event::Transmit(encode_frame(
-                OpCode::Close,
-                &1000u16.to_be_bytes(),
-                None,
-            )));
-            events.push(Event::Close(Some(CloseFrame {
+            push_sent(
+                &mut seen,
+                encode_frame(OpCode::Close, &1000u16.to_be_bytes(), None),
+            );
+            seen.push(Seen::Close(Some(CloseFrame {
                 code: CloseCode::NORMAL,
                 reason: reason.to_owned(),
             })));
@@ -1053,7 +1339,7 @@ mod tests {
             // whatever comes anyway means nothing.
             bytes.extend(masked(OpCode::Text, true, b"after the close"));
         }
-        (bytes, events)
+        (bytes, seen)
     }
 
     proptest! {
@@ -1061,40 +1347,39 @@ mod tests {
 
         #[test]
         fn section_5_4_any_chunking_gives_the_same_events(
-            items in prop::collection::vec(arb_sent(), 0..8),
+            items in prop::collection::vec(arb_item(), 0..8),
             close in prop::option::weighted(0.3, "\\PC{0,20}"),
             sizes in prop::collection::vec(prop_oneof![3 => 1usize..8, 1 => 1usize..5000], 1..16),
         ) {
             let (stream, want) = client_stream(&items, close.as_deref());
 
             let mut whole = open_server(MIB);
-            let events = drive(&mut whole, &stream);
-            prop_assert!(events == want, "whole stream: events differ from what was sent");
+            let seen = drive(&mut whole, &stream);
+            prop_assert!(seen == want, "whole stream: events differ from what was sent");
 
             let mut chunked = open_server(MIB);
-            let chunked_events = drive_in_chunks(&mut chunked, &stream, &sizes);
-            prop_assert!(chunked_events == events, "reads of {:?}: events differ", sizes);
+            let chunked_seen = drive_in_chunks(&mut chunked, &stream, &sizes);
+            prop_assert!(chunked_seen == seen, "reads of {:?}: events differ", sizes);
             prop_assert_eq!(chunked.state(), whole.state());
 
             // The messages are the ones sent, byte for byte.
             let sent: Vec<&Vec<u8>> = items
                 .iter()
                 .filter_map(|item| match item {
-                    Sent::Message { data, .. } => Some(data),
+                    ClientItem::Message { data, .. } => Some(data),
                     _ => None,
                 })
                 .collect();
-            let received: Vec<&Vec<u8>> = chunked_events
+            let received: Vec<&Vec<u8>> = chunked_seen
                 .iter()
-                .filter_map(|event| match event {
-                    Event::Message(m) => Some(&m.data),
+                .filter_map(|seen| match seen {
+                    Seen::Message(m) => Some(&m.data),
                     _ => None,
                 })
                 .collect();
             prop_assert!(sent == received, "messages differ");
         }
     }
-
     #[test]
     fn section_7_4_1_violations_fail_with_their_close_code() {
         let mut huge = [0u8; MAX_HEADER_LEN];
@@ -1287,14 +1572,14 @@ mod tests {
             // Whatever follows in the same read is ignored too.
             let packet = [input, masked(OpCode::Ping, true, b"ignored")].concat();
             let mut conn = open_server(max_message);
-            let events = drive(&mut conn, &packet);
+            let seen = drive(&mut conn, &packet);
             // Any complete message before the fault is delivered first.
-            let events: Vec<_> = events
+            let seen: Vec<_> = seen
                 .into_iter()
-                .filter(|e| !matches!(e, Event::Message(_)))
+                .filter(|s| !matches!(s, Seen::Message(_)))
                 .collect();
-            let [Event::Transmit(close), Event::Failed(got)] = &events[..] else {
-                panic!("{name}: expected a close and a failure, got {events:?}");
+            let [Seen::Sent(close), Seen::Failed(got)] = &seen[..] else {
+                panic!("{name}: expected a close and a failure, got {seen:?}");
             };
             assert_eq!(*got, error, "{name}");
             let (sent_code, reason) = server_close(close).expect("a close code");
@@ -1302,7 +1587,8 @@ mod tests {
             assert_eq!(reason, error.to_string(), "{name}");
             assert_eq!(conn.state(), State::Aborted, "{name}");
             assert!(conn.is_done() && !conn.can_send(), "{name}");
-            assert_eq!(conn.send(MessageKind::Text, b"x"), None, "{name}");
+            assert!(!conn.send(MessageKind::Text, b"x"), "{name}");
+            assert!(conn.outbox().is_empty(), "{name}");
             assert!(
                 drive(&mut conn, &masked(OpCode::Text, true, b"later")).is_empty(),
                 "{name}"
@@ -1325,20 +1611,21 @@ mod tests {
         let header_len = frame.len() - payload.len();
 
         let mut conn = open_server(MIB);
-        let mut events = Vec::new();
+        let mut seen = Vec::new();
         let mut failed_at = None;
         for (i, byte) in frame.iter().enumerate() {
+            let mut events = Vec::new();
             assert_eq!(conn.receive(&[*byte], &mut events), 1);
-            if failed_at.is_none() && !events.is_empty() {
+            record(&mut seen, &mut conn, events);
+            if failed_at.is_none() && !seen.is_empty() {
                 failed_at = Some(i);
             }
         }
         let failed_at = failed_at.expect("invalid UTF-8 was never reported");
         assert_eq!(failed_at, header_len + kosme.len() + 1, "on the 0xA0");
         assert!(failed_at < frame.len() - 100);
-        let [Event::Transmit(close), Event::Failed(ProtocolError::InvalidUtf8)] = &events[..]
-        else {
-            panic!("{events:?}");
+        let [Seen::Sent(close), Seen::Failed(ProtocolError::InvalidUtf8)] = &seen[..] else {
+            panic!("{seen:?}");
         };
         assert_eq!(server_close(close).map(|(code, _)| code), Some(1007));
     }
@@ -1346,12 +1633,12 @@ mod tests {
     #[test]
     fn section_7_1_client_starts_the_closing_handshake() {
         let mut conn = open_server(MIB);
-        let events = drive(
+        let seen = drive(
             &mut conn,
             &masked(OpCode::Close, true, &close_payload(1000, b"bye")),
         );
-        let [Event::Transmit(reply), Event::Close(Some(frame))] = &events[..] else {
-            panic!("expected a reply and the close, got {events:?}");
+        let [Seen::Sent(reply), Seen::Close(Some(frame))] = &seen[..] else {
+            panic!("expected a reply and the close, got {seen:?}");
         };
         // §5.5.1: "the endpoint typically echos the status code it received".
         assert_eq!(server_close(reply), Some((1000, String::new())));
@@ -1365,9 +1652,10 @@ mod tests {
         assert_eq!(conn.state(), State::CloseReceived);
         assert!(conn.is_done());
         assert!(!conn.can_send());
-        assert_eq!(conn.send(MessageKind::Text, b"x"), None);
-        assert_eq!(conn.ping(b"x"), None);
-        assert_eq!(conn.close(CloseCode::NORMAL, ""), None);
+        assert!(!conn.send(MessageKind::Text, b"x"));
+        assert!(!conn.ping(b"x"));
+        assert!(!conn.close(CloseCode::NORMAL, ""));
+        assert!(conn.outbox().is_empty());
         // Nothing after the Close means anything: no message, no pong (§5.5.2).
         assert!(drive(&mut conn, &masked(OpCode::Text, true, b"late")).is_empty());
         assert!(drive(&mut conn, &masked(OpCode::Ping, true, b"late")).is_empty());
@@ -1376,22 +1664,25 @@ mod tests {
     #[test]
     fn section_7_1_server_starts_the_closing_handshake() {
         let mut conn = open_server(MIB);
-        let close = conn
-            .close(CloseCode::GOING_AWAY, "going away")
-            .expect("open, so a close can be sent");
+        assert!(
+            conn.close(CloseCode::GOING_AWAY, "going away"),
+            "open, so a close can be sent"
+        );
+        let close = take_one(&mut conn);
         assert_eq!(server_close(&close), Some((1001, "going away".into())));
         assert_eq!(conn.state(), State::CloseSent);
         assert!(!conn.can_send());
         assert!(!conn.is_done());
         // §5.5.1: "after sending a Close frame, the endpoint MUST NOT send any more data
         // frames", and a Close is sent only once.
-        assert_eq!(conn.send(MessageKind::Text, b"x"), None);
-        assert_eq!(conn.ping(b"x"), None);
-        assert_eq!(conn.close(CloseCode::NORMAL, ""), None);
+        assert!(!conn.send(MessageKind::Text, b"x"));
+        assert!(!conn.ping(b"x"));
+        assert!(!conn.close(CloseCode::NORMAL, ""));
+        assert!(conn.outbox().is_empty());
 
         // Data the client sent before it saw our Close is still delivered, and its pings
         // still get pongs (§5.5.2: "unless it already received a Close frame").
-        let events = drive(
+        let seen = drive(
             &mut conn,
             &[
                 masked(OpCode::Text, true, b"in flight"),
@@ -1399,16 +1690,16 @@ mod tests {
             ]
             .concat(),
         );
-        assert_eq!(events, [text("in flight"), server_pong(b"still there?")]);
+        assert_eq!(seen, [text("in flight"), server_pong(b"still there?")]);
 
         // The client's Close completes the handshake; nothing more is sent.
-        let events = drive(
+        let seen = drive(
             &mut conn,
             &masked(OpCode::Close, true, &close_payload(1001, b"")),
         );
         assert_eq!(
-            events,
-            [Event::Close(Some(CloseFrame {
+            seen,
+            [Seen::Close(Some(CloseFrame {
                 code: CloseCode::GOING_AWAY,
                 reason: String::new()
             }))]
@@ -1421,9 +1712,10 @@ mod tests {
     #[test]
     fn section_7_1_7_failing_after_our_close_sends_no_second_close() {
         let mut conn = open_server(MIB);
-        conn.close(CloseCode::NORMAL, "").unwrap();
-        let events = drive(&mut conn, &masked(OpCode::Text, true, &[0xFF]));
-        assert_eq!(events, [Event::Failed(ProtocolError::InvalidUtf8)]);
+        assert!(conn.close(CloseCode::NORMAL, ""));
+        server_close(&take_one(&mut conn));
+        let seen = drive(&mut conn, &masked(OpCode::Text, true, &[0xFF]));
+        assert_eq!(seen, [Seen::Failed(ProtocolError::InvalidUtf8)]);
         assert_eq!(conn.state(), State::Aborted);
     }
 
@@ -1432,9 +1724,9 @@ mod tests {
         // §5.5.1: "The Close frame MAY contain a body"; without one there is no code
         // (§7.1.5: 1005), and none is invented for the reply.
         let mut conn = open_server(MIB);
-        let events = drive(&mut conn, &masked(OpCode::Close, true, b""));
-        let [Event::Transmit(reply), Event::Close(None)] = &events[..] else {
-            panic!("{events:?}");
+        let seen = drive(&mut conn, &masked(OpCode::Close, true, b""));
+        let [Seen::Sent(reply), Seen::Close(None)] = &seen[..] else {
+            panic!("{seen:?}");
         };
         assert_eq!(server_close(reply), None);
         assert_eq!(reply, &[FIN | 0x8, 0x00]);
@@ -1444,11 +1736,15 @@ mod tests {
     #[test]
     fn section_5_3_a_client_masks_every_frame_with_a_fresh_key() {
         let mut conn = Connection::client_open(MIB, 0x5eed);
-        let first = conn.send(MessageKind::Text, b"hi").unwrap();
-        let second = conn.send(MessageKind::Text, b"hi").unwrap();
+        assert!(conn.send(MessageKind::Text, b"hi"));
+        assert!(conn.send(MessageKind::Text, b"hi"));
+        let sent = take_sent(&mut conn);
+        let [first, second] = &sent[..] else {
+            panic!("expected two frames, got {sent:02x?}");
+        };
         assert_ne!(first[1] & MASK, 0, "§5.3: the MASK bit is set");
-        let (h1, p1) = client_frame(&first);
-        let (h2, p2) = client_frame(&second);
+        let (h1, p1) = client_frame(first);
+        let (h2, p2) = client_frame(second);
         assert_eq!(
             (h1.opcode, h1.fin, &p1[..]),
             (OpCode::Text, true, &b"hi"[..])
@@ -1457,50 +1753,111 @@ mod tests {
         // §5.3: "The masking key needs to be unpredictable"; at the least, not reused.
         assert_ne!(h1.masking_key, h2.masking_key);
 
-        let (h, p) = client_frame(&conn.send(MessageKind::Binary, &[1, 2, 3]).unwrap());
+        assert!(conn.send(MessageKind::Binary, &[1, 2, 3]));
+        let (h, p) = client_frame(&take_one(&mut conn));
         assert_eq!((h.opcode, p), (OpCode::Binary, vec![1, 2, 3]));
-        let (h, p) = client_frame(&conn.ping(&[9; 200]).unwrap());
+        assert!(conn.ping(&[9; 200]));
+        let (h, p) = client_frame(&take_one(&mut conn));
         assert_eq!(
             (h.opcode, p.len()),
             (OpCode::Ping, 125),
             "§5.5: cut to 125 bytes"
         );
-        let (h, p) = client_frame(&conn.close(CloseCode::NORMAL, "done").unwrap());
+        assert!(conn.close(CloseCode::NORMAL, "done"));
+        let (h, p) = client_frame(&take_one(&mut conn));
         assert_eq!((h.opcode, p), (OpCode::Close, close_payload(1000, b"done")));
+    }
+
+    /// §5.2: a message queued with `send_message` goes out as one final frame whatever its
+    /// size: a server's is unmasked (§5.1) and, past [`COPY_MAX`], its payload is sent from
+    /// the message's own buffer; a client's is masked (§5.3).
+    #[test]
+    fn section_5_2_send_message_is_one_frame_at_any_size() {
+        for len in [0, 1, 125, 126, COPY_MAX, COPY_MAX + 1, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let binary = |data: Vec<u8>| Message {
+                kind: MessageKind::Binary,
+                data,
+            };
+
+            let mut server = open_server(MIB);
+            let payload = data.clone();
+            let buffer = payload.as_ptr();
+            assert!(server.send_message(binary(payload)), "{len} bytes");
+            if len > COPY_MAX {
+                let mut slices: [&[u8]; 4] = [&[]; 4];
+                let n = server.outbox().slices(&mut slices);
+                assert_eq!(n, 2, "{len} bytes: a header, then the payload");
+                assert!(
+                    std::ptr::eq(slices[1].as_ptr(), buffer),
+                    "{len} bytes: copied"
+                );
+            }
+            assert_eq!(
+                take_sent(&mut server).concat(),
+                encode_frame(OpCode::Binary, &data, None),
+                "{len} bytes"
+            );
+
+            let mut client = Connection::client_open(MIB, 3);
+            assert!(client.send_message(binary(data.clone())), "{len} bytes");
+            let (header, payload) = client_frame(&take_one(&mut client));
+            assert!(header.fin, "{len} bytes");
+            assert_eq!(
+                (header.opcode, payload),
+                (OpCode::Binary, data),
+                "{len} bytes"
+            );
+        }
+        // Like `send`, only while open.
+        let mut connecting = Connection::server(MIB);
+        let message = Message {
+            kind: MessageKind::Text,
+            data: b"x".to_vec(),
+        };
+        assert!(!connecting.send_message(message));
+        assert!(connecting.outbox().is_empty());
+    }
+
+    /// §5.1: "A server MUST NOT mask any frames that it sends to the client", so one
+    /// encoding serves every client; a client masks each of its frames with a key of its
+    /// own (§5.3), so none of its frames can be shared.
+    #[test]
+    fn section_5_1_only_an_open_server_sends_shared_frames() {
+        let mut batch = Frames::new();
+        batch.push(MessageKind::Text, b"to everyone");
+        let shared = batch.share();
+
+        let mut client = Connection::client_open(MIB, 7);
+        assert!(!client.send_shared(&shared));
+        assert!(client.outbox().is_empty());
+
+        let mut connecting = Connection::server(MIB);
+        assert!(!connecting.send_shared(&shared));
+        assert!(connecting.outbox().is_empty());
+
+        let mut server = open_server(MIB);
+        assert!(server.send_shared(&shared));
+        assert_eq!(
+            take_sent(&mut server),
+            [encode_frame(OpCode::Text, b"to everyone", None)]
+        );
+        assert!(server.close(CloseCode::NORMAL, ""));
+        take_one(&mut server);
+        assert!(!server.send_shared(&shared));
+        assert!(server.outbox().is_empty());
     }
 
     #[test]
     fn section_5_1_a_client_fails_on_a_masked_server_frame() {
         let mut conn = Connection::client_open(MIB, 1);
-        let events = drive(&mut conn, &masked(OpCode::Text, true, b"Hello"));
-        let [Event::Transmit(close), Event::Failed(ProtocolError::MaskedServerFrame)] = &events[..]
-        else {
-            panic!("{events:?}");
+        let seen = drive(&mut conn, &masked(OpCode::Text, true, b"Hello"));
+        let [Seen::Sent(close), Seen::Failed(ProtocolError::MaskedServerFrame)] = &seen[..] else {
+            panic!("{seen:?}");
         };
         let (h, p) = client_frame(close);
         assert_eq!(h.opcode, OpCode::Close);
         assert_eq!(p[..2], 1002u16.to_be_bytes());
-    }
-
-    #[test]
-    fn section_4_2_respond_answers_with_plain_http() {
-        let mut conn = Connection::server(MIB);
-        let events = drive(&mut conn, &request_bytes());
-        assert!(matches!(&events[..], [Event::Request(..)]), "{events:?}");
-        let response = handshake::http_response(200, handshake::TEXT_PLAIN, &[], b"hello\n");
-        let mut events = Vec::new();
-        conn.respond(response.clone(), &mut events);
-        assert_eq!(events, [Event::Transmit(response)]);
-        assert_eq!(conn.state(), State::Closed);
-        assert!(conn.is_done());
-        assert!(!conn.can_send());
-        // Neither an upgrade nor frames can follow.
-        let upgrade = handshake::check_upgrade(&request_parsed()).unwrap();
-        let mut events = Vec::new();
-        assert!(conn.accept(&upgrade, &mut events).is_empty());
-        conn.respond(b"again".to_vec(), &mut events);
-        assert!(events.is_empty());
-        assert!(drive(&mut conn, &masked(OpCode::Text, true, b"x")).is_empty());
     }
 
     #[test]
@@ -1510,8 +1867,9 @@ mod tests {
         conn.abort();
         assert_eq!(conn.state(), State::Aborted);
         assert!(conn.is_done());
-        assert_eq!(conn.send(MessageKind::Text, b"x"), None);
-        assert_eq!(conn.close(CloseCode::NORMAL, ""), None);
+        assert!(!conn.send(MessageKind::Text, b"x"));
+        assert!(!conn.close(CloseCode::NORMAL, ""));
+        assert!(conn.outbox().is_empty());
         assert!(drive(&mut conn, &masked(OpCode::Continuation, true, b"age")).is_empty());
     }
 }

@@ -1,12 +1,10 @@
-//! The opening handshake: an HTTP/1.1 request head in, a `101 Switching Protocols` (or an
-//! HTTP error) out.
+//! The opening handshake of RFC 6455 §4, both roles: the checks that turn an HTTP request
+//! into a WebSocket, the `101 Switching Protocols` that accepts it, and the client's side.
 //!
-//! Implements RFC 6455 §4.1 (client requirements, for reference), §4.2.1 (reading the
-//! client's opening handshake) and §4.2.2 (the server's response), with §4.4's version
-//! advertisement. It builds every HTTP answer wscast gives on its port: the `101` that
-//! starts a WebSocket, the `400` / `405` / `426` that refuse one ([`Rejection`]), the
-//! `400` / `431` / `501` for a head that cannot be read at all ([`HeadError`]), and any
-//! other plain response through [`http_response`] (`200`, `403`, `404`, `503`, …).
+//! Implements RFC 6455 §4.1 (the client's request and its checks of the answer), §4.2.1
+//! (reading the client's opening handshake) and §4.2.2 (the server's response), with
+//! §4.4's version advertisement. The HTTP underneath (parsing heads, bodies, plain
+//! answers) is [`super::http`]; this module adds only what §4 says about it.
 //!
 //! Read §1.3 first; its example exchange is the first test below:
 //!
@@ -25,16 +23,14 @@
 //! The server side is three pure steps, each a checked type handed to the next:
 //!
 //! ```text
-//! bytes ─parse_request─▶ Request ─check_upgrade─▶ Upgrade ─switching_protocols─▶ 101 bytes
-//!            │                          │
-//!            └─ HeadError (400/431/501) └─ Rejection (400/405/426) ─response─▶ error bytes
+//! bytes ─http::read_request─▶ Request ─check_upgrade─▶ Upgrade ─switching_protocols─▶ 101
+//!                │                           │
+//!                └─ HeadError (400/413/431/501) └─ Rejection (400/405/426) ─response─▶ Response
 //! ```
 //!
-//! [`parse_request`] is incremental in the style of `httparse` (which does the tokenising):
-//! it answers [`Decoded::Partial`] until the blank line that ends the head has arrived, and
-//! never looks past [`MAX_HEAD_LEN`] bytes. The client role ([`client_request`],
-//! [`check_response`]) serves `wscast connect` and the in-memory tests. Nothing here does
-//! I/O, draws random numbers or reads a clock: the caller supplies the key's nonce.
+//! The client role ([`client_request`], [`check_response`]) serves `wscast connect` and
+//! the in-memory tests. Nothing here does I/O, draws random numbers or reads a clock: the
+//! caller supplies the key's nonce.
 
 use core::fmt;
 
@@ -43,12 +39,10 @@ use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
 use super::frame::Decoded;
-
-/// Most bytes a request head may take (SPEC: over 8 KiB → 431).
-pub const MAX_HEAD_LEN: usize = 8192;
-
-/// Most header lines a head may carry; more is answered like an oversized head (431).
-pub const MAX_HEADERS: usize = 64;
+use super::http::{
+    has_token, header_values, list_items, own_headers, parse_head, reason_phrase, trim_ows,
+    HeadError, Request, Response, MAX_HEADERS, MAX_HEAD_LEN,
+};
 
 /// §1.3 / §4.2.2 the GUID appended to the key: "258EAFA5-E914-47DA-95CA-C5AB0DC85B11".
 pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -56,142 +50,13 @@ pub const WEBSOCKET_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// §4.2.1 item 6 and §4.4: the only `Sec-WebSocket-Version` this endpoint speaks.
 pub const WEBSOCKET_VERSION: &str = "13";
 
-/// The default `Content-Type` of wscast's own text answers.
-pub const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
-
-/// A parsed HTTP request head (owned; the framing headers already checked).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// The method token as sent, e.g. `GET` (methods are case-sensitive, RFC 9110 §9.1).
-    pub method: String,
-    /// The request-target's path, not percent-decoded, with any `?query` removed; an
-    /// absolute-form target (`http://host/ws`, allowed by §4.2.1 item 1) is reduced to its
-    /// path (`/ws`).
-    pub path: String,
-    /// The HTTP minor version: `0` for HTTP/1.0, `1` for HTTP/1.1 (httparse reads only 1.x).
-    pub version: u8,
-    /// Every header line in order: names as sent, values decoded as lossy UTF-8 (bytes that
-    /// are not UTF-8 become U+FFFD) with surrounding spaces and tabs trimmed.
-    pub headers: Vec<(String, String)>,
-    /// The `Content-Length`, if the request has one; the body starts at `consumed`.
-    pub content_length: Option<usize>,
-}
-
 impl Request {
-    /// The value of the first header called `name` (compared ASCII case-insensitively).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        header_values(&self.headers, name).next()
-    }
-
-    /// The items of a comma-separated list header, across every line called `name`
-    /// (RFC 9110 §5.3: several lines are "a single comma-separated list"), trimmed and
-    /// with empty items dropped.
-    pub fn header_list<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        list_items(&self.headers, name)
-    }
-
     /// §4.2.1 item 3: whether the request asks for a WebSocket, i.e. has "An |Upgrade|
     /// header field containing the value "websocket", treated as an ASCII
     /// case-insensitive value". Other upgrades (curl's `h2c`) make a plain request.
     pub fn asks_websocket(&self) -> bool {
         has_token(&self.headers, "Upgrade", "websocket")
     }
-}
-
-/// Why a request head could not be parsed; each has its own HTTP answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HeadError {
-    /// The head is longer than [`MAX_HEAD_LEN`] or has more than [`MAX_HEADERS`] lines: 431.
-    TooLarge,
-    /// Not HTTP/1.x, or an invalid `Content-Length`: 400.
-    Malformed,
-    /// A `Transfer-Encoding` header: wscast reads bodies by `Content-Length` only, so it
-    /// refuses rather than guess where the body ends: 501.
-    UnsupportedTransferEncoding,
-}
-
-impl HeadError {
-    /// The HTTP status that answers this error.
-    pub fn status(self) -> u16 {
-        match self {
-            HeadError::TooLarge => 431,
-            HeadError::Malformed => 400,
-            HeadError::UnsupportedTransferEncoding => 501,
-        }
-    }
-
-    /// The whole HTTP response for this error: status, one-line text body, `Connection: close`.
-    pub fn response(self) -> Vec<u8> {
-        let body = format!("{self}\n");
-        http_response(self.status(), TEXT_PLAIN, &[], body.as_bytes())
-    }
-}
-
-impl fmt::Display for HeadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            HeadError::TooLarge => write!(
-                f,
-                "request head over {MAX_HEAD_LEN} bytes or {MAX_HEADERS} header lines"
-            ),
-            HeadError::Malformed => f.write_str("malformed HTTP request"),
-            HeadError::UnsupportedTransferEncoding => {
-                f.write_str("Transfer-Encoding is not supported; send a Content-Length")
-            }
-        }
-    }
-}
-
-impl std::error::Error for HeadError {}
-
-/// Parses an HTTP/1.x request head from the start of `buf`.
-///
-/// Answers [`Decoded::Partial`] until the `\r\n\r\n` that ends the head has arrived;
-/// `consumed` is the head's length, so a body (of `content_length` bytes) starts there.
-/// Only the first [`MAX_HEAD_LEN`] bytes are ever examined: once `buf` holds that many
-/// without a complete head, the head can only be too long, so the answer is
-/// [`HeadError::TooLarge`] at once (also for a head that ends past the limit). More than
-/// [`MAX_HEADERS`] header lines is [`HeadError::TooLarge`] too.
-pub fn parse_request(buf: &[u8]) -> Result<Decoded<Request>, HeadError> {
-    let window = buf.get(..MAX_HEAD_LEN).unwrap_or(buf);
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut raw = httparse::Request::new(&mut slots);
-    let consumed = match raw.parse(window) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_LEN => {
-            return Err(HeadError::TooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(Decoded::Partial),
-        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-        Err(_) => return Err(HeadError::Malformed),
-    };
-    // A complete parse always fills these in; match rather than unwrap all the same.
-    let (Some(method), Some(target), Some(version)) = (raw.method, raw.path, raw.version) else {
-        return Err(HeadError::Malformed);
-    };
-    let headers = own_headers(raw.headers);
-
-    // RFC 9112 §6.1: "A server that receives a request message with a transfer coding it
-    // does not understand SHOULD respond with 501 (Not Implemented)." wscast implements no
-    // transfer coding, and never guesses where a body it cannot frame ends.
-    if header_values(&headers, "Transfer-Encoding")
-        .next()
-        .is_some()
-    {
-        return Err(HeadError::UnsupportedTransferEncoding);
-    }
-    let content_length = content_length(&headers)?;
-
-    Ok(Decoded::Complete {
-        value: Request {
-            method: method.to_owned(),
-            path: resource_path(target).to_owned(),
-            version,
-            headers,
-            content_length,
-        },
-        consumed,
-    })
 }
 
 /// A request checked against §4.2.1 as an opening handshake: all a server needs to answer it.
@@ -244,9 +109,8 @@ impl Rejection {
 
     /// The whole HTTP response: status, the headers the status requires, a one-line text
     /// body, and `Connection: close`.
-    pub fn response(self) -> Vec<u8> {
-        let body = format!("{self}\n");
-        let extra: &[(&str, &str)] = match self {
+    pub fn response(self) -> Response {
+        let extra: &[(&'static str, &'static str)] = match self {
             // RFC 9110 §15.5.6: "The origin server MUST generate an Allow header field in a
             // 405 response containing a list of the target resource's currently supported
             // methods."
@@ -264,7 +128,10 @@ impl Rejection {
             ],
             _ => &[],
         };
-        http_response(self.status(), TEXT_PLAIN, extra, body.as_bytes())
+        extra.iter().fold(
+            Response::text(self.status(), &self.to_string()),
+            |response, &(name, value)| response.header(name, value),
+        )
     }
 }
 
@@ -374,63 +241,6 @@ pub fn switching_protocols(accept: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Any other HTTP/1.1 response, as bytes ready to write.
-///
-/// Writes the status line with [`reason_phrase`], `Content-Type: <content_type>` (left out
-/// if `content_type` is empty), `Content-Length`, the `extra_headers` in order, and for an
-/// error status (400 and up) `Connection: close`, unless `extra_headers` has its own
-/// `Connection`. The body is written as given: a text message should end in `"\n"`. Names
-/// and values come from wscast, not the network, and must not contain CR or LF.
-pub fn http_response(
-    status: u16,
-    content_type: &str,
-    extra_headers: &[(&str, &str)],
-    body: &[u8],
-) -> Vec<u8> {
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status));
-    if !content_type.is_empty() {
-        head.push_str(&format!("Content-Type: {content_type}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    for (name, value) in extra_headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    let own_connection = extra_headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("Connection"));
-    // SPEC: "Every HTTP error response carries `Connection: close`"; RFC 9112 §9.6: a
-    // server that sends "close" "MUST NOT process any further requests" on the connection.
-    if status >= 400 && !own_connection {
-        head.push_str("Connection: close\r\n");
-    }
-    head.push_str("\r\n");
-
-    let mut out = head.into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-/// The standard reason phrase (RFC 9110 §15) for the statuses wscast sends, else `""`.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        101 => "Switching Protocols",
-        200 => "OK",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        426 => "Upgrade Required",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        // RFC 9112 §4: "A client SHOULD ignore the reason-phrase content"; it may be empty.
-        _ => "",
-    }
-}
-
 /// The `Sec-WebSocket-Key` for a client's 16 random bytes (§4.1: "a randomly selected
 /// 16-byte value that has been base64-encoded"); the caller draws the nonce.
 pub fn client_key(nonce: &[u8; 16]) -> String {
@@ -515,20 +325,18 @@ impl std::error::Error for ResponseError {}
 
 /// Checks the server's answer to [`client_request`] sent with `key`, as §4.1 requires.
 ///
-/// Incremental like [`parse_request`]: [`Decoded::Partial`] until the head is complete;
+/// Incremental like [`super::http::parse_request`]: [`Decoded::Partial`] until the head is complete;
 /// then `consumed` is the head's length, and any bytes after it are already WebSocket frames.
 pub fn check_response(buf: &[u8], key: &str) -> Result<Decoded<()>, ResponseError> {
-    let window = buf.get(..MAX_HEAD_LEN).unwrap_or(buf);
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut raw = httparse::Response::new(&mut slots);
-    let consumed = match raw.parse(window) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_LEN => {
-            return Err(ResponseError::TooLarge)
-        }
-        Ok(httparse::Status::Partial) => return Ok(Decoded::Partial),
-        Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooLarge),
-        Err(_) => return Err(ResponseError::Malformed),
+    let parsed = parse_head(buf, |window| raw.parse(window)).map_err(|e| match e {
+        HeadError::TooLarge => ResponseError::TooLarge,
+        _ => ResponseError::Malformed,
+    })?;
+    let consumed = match parsed {
+        Decoded::Complete { value: len, .. } => len,
+        Decoded::Partial => return Ok(Decoded::Partial),
     };
     let Some(status) = raw.code else {
         return Err(ResponseError::Malformed);
@@ -587,48 +395,6 @@ pub fn check_response(buf: &[u8], key: &str) -> Result<Decoded<()>, ResponseErro
     })
 }
 
-/// httparse's borrowed headers as owned pairs: values lossily UTF-8 and trimmed.
-fn own_headers(raw: &[httparse::Header<'_>]) -> Vec<(String, String)> {
-    raw.iter()
-        .map(|header| {
-            let value = String::from_utf8_lossy(header.value);
-            (header.name.to_owned(), trim_ows(&value).to_owned())
-        })
-        .collect()
-}
-
-/// RFC 9110 §5.6.3: "OWS = *( SP / HTAB )", the whitespace allowed around values and list items.
-fn trim_ows(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
-}
-
-/// The values of every header called `name`, ASCII case-insensitively, in order.
-fn header_values<'h: 'n, 'n>(
-    headers: &'h [(String, String)],
-    name: &'n str,
-) -> impl Iterator<Item = &'h str> + 'n {
-    headers
-        .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, value)| value.as_str())
-}
-
-/// The non-empty, trimmed items of the comma-separated list in every header called `name`.
-fn list_items<'h: 'n, 'n>(
-    headers: &'h [(String, String)],
-    name: &'n str,
-) -> impl Iterator<Item = &'h str> + 'n {
-    header_values(headers, name)
-        .flat_map(|value| value.split(','))
-        .map(trim_ows)
-        .filter(|item| !item.is_empty())
-}
-
-/// Whether the list header `name` contains `token`, compared ASCII case-insensitively.
-fn has_token(headers: &[(String, String)], name: &str, token: &str) -> bool {
-    list_items(headers, name).any(|item| item.eq_ignore_ascii_case(token))
-}
-
 /// §4.2.1 item 5: whether `key` is the base64 (RFC 4648 §4, padded) of exactly 16 bytes.
 fn is_valid_key(key: &str) -> bool {
     // 16 bytes are five 3-byte groups and one lone byte: 4 × 5 + 2 characters and "==",
@@ -640,98 +406,16 @@ fn is_valid_key(key: &str) -> bool {
     matches!(BASE64.decode_slice(key, &mut decoded), Ok(16))
 }
 
-/// The request's Content-Length, checked as RFC 9112 §6.3 item 5 requires.
-///
-/// "If a message is received without Transfer-Encoding and with an invalid Content-Length
-/// header field, then the message framing is invalid and the recipient MUST treat it as an
-/// unrecoverable error, unless the field value can be successfully parsed as a
-/// comma-separated list ..., all values in the list are valid, and all values in the list
-/// are the same". RFC 9110 §8.6: "Content-Length = 1*DIGIT".
-fn content_length(headers: &[(String, String)]) -> Result<Option<usize>, HeadError> {
-    let mut length = None;
-    for item in header_values(headers, "Content-Length").flat_map(|value| value.split(',')) {
-        let item = trim_ows(item);
-        if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(HeadError::Malformed);
-        }
-        // All digits, so the only way to fail is a number too big for usize.
-        let n: usize = item.parse().map_err(|_| HeadError::Malformed)?;
-        match length {
-            Some(previous) if previous != n => return Err(HeadError::Malformed),
-            _ => length = Some(n),
-        }
-    }
-    Ok(length)
-}
-
-/// The path of a request-target: the query cut off, an absolute-form target reduced to its
-/// path (§4.2.1 item 1 allows "an absolute HTTP/HTTPS URI containing the /resource name/").
-fn resource_path(target: &str) -> &str {
-    let origin_form = match strip_scheme(target) {
-        // RFC 3986 §3.2: the authority ends at the next "/", "?" or "#".
-        Some(rest) => match rest.find(['/', '?', '#']) {
-            Some(end) if rest[end..].starts_with('/') => &rest[end..],
-            _ => "/",
-        },
-        None => target,
-    };
-    // RFC 3986 §3.4: "The query component is indicated by the first question mark ("?")".
-    origin_form
-        .split_once(['?', '#'])
-        .map_or(origin_form, |(path, _)| path)
-}
-
-/// The rest of `target` after an `http://` or `https://` scheme (case-insensitive), if any.
-fn strip_scheme(target: &str) -> Option<&str> {
-    ["http://", "https://"].iter().find_map(|scheme| {
-        let head = target.get(..scheme.len())?;
-        if head.eq_ignore_ascii_case(scheme) {
-            target.get(scheme.len()..)
-        } else {
-            None
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// §1.3's sample client handshake, written out in full.
-    const SECTION_1_3_REQUEST: &str = "GET /chat HTTP/1.1\r\n\
-        Host: server.example.com\r\n\
-        Upgrade: websocket\r\n\
-        Connection: Upgrade\r\n\
-        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-        Origin: http://example.com\r\n\
-        Sec-WebSocket-Protocol: chat, superchat\r\n\
-        Sec-WebSocket-Version: 13\r\n\
-        \r\n";
+    use crate::protocol::http::parse_request;
+    // §1.3's sample client handshake, written out in full, and head-building helpers.
+    use crate::protocol::http::tests::{head, parse, SAMPLE_REQUEST as SECTION_1_3_REQUEST};
 
     /// §1.3's key and the accept value the RFC computes from it.
     const SECTION_1_3_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
     const SECTION_1_3_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-
-    fn parse(text: &str) -> Request {
-        match parse_request(text.as_bytes()) {
-            Ok(Decoded::Complete { value, consumed }) => {
-                assert_eq!(consumed, text.len(), "whole head consumed");
-                value
-            }
-            other => panic!("expected a complete head, got {other:?} for {text:?}"),
-        }
-    }
-
-    /// A head from a request line and header lines.
-    fn head(request_line: &str, lines: &[&str]) -> String {
-        let mut text = format!("{request_line}\r\n");
-        for line in lines {
-            text.push_str(line);
-            text.push_str("\r\n");
-        }
-        text.push_str("\r\n");
-        text
-    }
 
     #[test]
     fn section_1_3_accept_key() {
@@ -1026,8 +710,9 @@ mod tests {
             (Rejection::MissingHost, "HTTP/1.1 400 Bad Request\r\n", &[]),
         ];
         for &(rejection, status_line, needles) in table {
-            let bytes = rejection.response();
-            let text = String::from_utf8(bytes).unwrap();
+            let response = rejection.response();
+            assert_eq!(response.status, rejection.status());
+            let text = String::from_utf8(response.encode()).unwrap();
             assert!(text.starts_with(status_line), "{rejection:?}: {text}");
             assert!(text.contains("Connection: close"), "{rejection:?}: {text}");
             assert!(text.ends_with(".\n"), "one-line body: {text}");
@@ -1040,238 +725,6 @@ mod tests {
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
             assert!(head.contains(&format!("Content-Length: {}\r\n", body.len())));
             assert_eq!(body.lines().count(), 1);
-        }
-    }
-
-    #[test]
-    fn rfc_9110_section_15_status_responses() {
-        assert_eq!(
-            http_response(404, TEXT_PLAIN, &[], b"not found\n"),
-            b"HTTP/1.1 404 Not Found\r\n\
-              Content-Type: text/plain; charset=utf-8\r\n\
-              Content-Length: 10\r\n\
-              Connection: close\r\n\
-              \r\n\
-              not found\n"
-        );
-        assert_eq!(
-            http_response(200, "text/html", &[("Cache-Control", "no-cache")], b"<p>"),
-            b"HTTP/1.1 200 OK\r\n\
-              Content-Type: text/html\r\n\
-              Content-Length: 3\r\n\
-              Cache-Control: no-cache\r\n\
-              \r\n\
-              <p>"
-        );
-        assert_eq!(
-            http_response(204, "", &[], b""),
-            b"HTTP/1.1 204 \r\nContent-Length: 0\r\n\r\n"
-        );
-        assert!(HeadError::TooLarge
-            .response()
-            .starts_with(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"));
-        assert!(HeadError::UnsupportedTransferEncoding
-            .response()
-            .starts_with(b"HTTP/1.1 501 Not Implemented\r\n"));
-        let table: &[(u16, &str)] = &[
-            (101, "Switching Protocols"),
-            (200, "OK"),
-            (400, "Bad Request"),
-            (403, "Forbidden"),
-            (404, "Not Found"),
-            (405, "Method Not Allowed"),
-            (426, "Upgrade Required"),
-            (431, "Request Header Fields Too Large"),
-            (500, "Internal Server Error"),
-            (501, "Not Implemented"),
-            (503, "Service Unavailable"),
-            (999, ""),
-        ];
-        for &(status, phrase) in table {
-            assert_eq!(reason_phrase(status), phrase, "{status}");
-        }
-    }
-
-    #[test]
-    fn section_4_2_1_partial_at_every_prefix() {
-        let bytes = SECTION_1_3_REQUEST.as_bytes();
-        for len in 0..bytes.len() {
-            assert_eq!(
-                parse_request(&bytes[..len]),
-                Ok(Decoded::Partial),
-                "prefix of {len} bytes"
-            );
-        }
-        // The body (or the next frames) after the head is not consumed.
-        let mut with_more = bytes.to_vec();
-        with_more.extend_from_slice(b"\x81\x85extra");
-        assert!(matches!(
-            parse_request(&with_more),
-            Ok(Decoded::Complete { consumed, .. }) if consumed == bytes.len()
-        ));
-    }
-
-    #[test]
-    fn section_4_2_1_head_size_limit() {
-        // 9000 bytes and no end of head: too large, even though more bytes could follow.
-        let mut endless = b"GET / HTTP/1.1\r\nX-Filler: ".to_vec();
-        endless.resize(9000, b'a');
-        assert_eq!(parse_request(&endless), Err(HeadError::TooLarge));
-        // At exactly MAX_HEAD_LEN bytes without an end, no complete head can fit any more.
-        assert_eq!(
-            parse_request(&endless[..MAX_HEAD_LEN]),
-            Err(HeadError::TooLarge)
-        );
-        assert_eq!(
-            parse_request(&endless[..MAX_HEAD_LEN - 1]),
-            Ok(Decoded::Partial)
-        );
-
-        // A complete head that ends past the limit.
-        let mut long = endless.clone();
-        long.extend_from_slice(b"\r\n\r\n");
-        assert_eq!(parse_request(&long), Err(HeadError::TooLarge));
-
-        // A complete head of exactly MAX_HEAD_LEN bytes is fine.
-        let prefix = b"GET / HTTP/1.1\r\nX-Filler: ";
-        let mut exact = prefix.to_vec();
-        exact.resize(MAX_HEAD_LEN - 4, b'a');
-        exact.extend_from_slice(b"\r\n\r\n");
-        assert!(matches!(
-            parse_request(&exact),
-            Ok(Decoded::Complete { consumed, .. }) if consumed == MAX_HEAD_LEN
-        ));
-
-        // More header lines than MAX_HEADERS.
-        let many: Vec<String> = (0..=MAX_HEADERS).map(|i| format!("X-{i}: {i}")).collect();
-        let many: Vec<&str> = many.iter().map(String::as_str).collect();
-        assert_eq!(
-            parse_request(head("GET / HTTP/1.1", &many).as_bytes()),
-            Err(HeadError::TooLarge)
-        );
-    }
-
-    #[test]
-    fn section_4_2_1_malformed_heads() {
-        let table: &[(&str, &[u8])] = &[
-            ("control bytes", b"\x00\x01 junk\r\n\r\n"),
-            ("no version", b"GET /\r\n\r\n"),
-            ("HTTP/2", b"GET / HTTP/2.0\r\n\r\n"),
-            (
-                "space in a header name",
-                b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
-            ),
-            (
-                "binary request line",
-                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-            ),
-        ];
-        for (name, bytes) in table {
-            assert_eq!(parse_request(bytes), Err(HeadError::Malformed), "{name}");
-        }
-    }
-
-    #[test]
-    fn section_4_2_1_item_1_resource_name() {
-        let table: &[(&str, &str)] = &[
-            ("/ws", "/ws"),
-            ("/ws?token=abc", "/ws"),
-            ("/ws?", "/ws"),
-            ("/?a=b?c", "/"),
-            ("/a%20b", "/a%20b"),
-            ("http://example.com/chat?x=1", "/chat"),
-            ("HTTPS://example.com:8443/ws", "/ws"),
-            ("http://example.com", "/"),
-            ("http://example.com?x", "/"),
-            ("*", "*"),
-        ];
-        for &(target, path) in table {
-            let req = parse(&head(&format!("GET {target} HTTP/1.1"), &["Host: h"]));
-            assert_eq!(req.path, path, "{target}");
-        }
-    }
-
-    #[test]
-    fn rfc_9112_section_6_content_length() {
-        // (header lines, expected Content-Length or error)
-        type Row<'a> = (&'a [&'a str], Result<Option<usize>, HeadError>);
-        let table: &[Row] = &[
-            (&[], Ok(None)),
-            (&["Content-Length: 5"], Ok(Some(5))),
-            (&["content-length:  0 "], Ok(Some(0))),
-            (&["Content-Length: 5, 5"], Ok(Some(5))),
-            (&["Content-Length: 5", "Content-Length: 5"], Ok(Some(5))),
-            (
-                &["Content-Length: 5", "Content-Length: 6"],
-                Err(HeadError::Malformed),
-            ),
-            (&["Content-Length: 5, 6"], Err(HeadError::Malformed)),
-            (&["Content-Length: abc"], Err(HeadError::Malformed)),
-            (&["Content-Length: -1"], Err(HeadError::Malformed)),
-            (&["Content-Length: +5"], Err(HeadError::Malformed)),
-            (&["Content-Length: 5 5"], Err(HeadError::Malformed)),
-            (&["Content-Length:"], Err(HeadError::Malformed)),
-            (
-                &["Content-Length: 99999999999999999999999999"],
-                Err(HeadError::Malformed),
-            ),
-            (
-                &["Transfer-Encoding: chunked"],
-                Err(HeadError::UnsupportedTransferEncoding),
-            ),
-            (
-                &["Content-Length: 5", "Transfer-Encoding: chunked"],
-                Err(HeadError::UnsupportedTransferEncoding),
-            ),
-        ];
-        for (lines, expected) in table {
-            let text = head("POST /broadcast HTTP/1.1", lines);
-            let got = parse_request(text.as_bytes()).map(|decoded| match decoded {
-                Decoded::Complete { value, .. } => value.content_length,
-                Decoded::Partial => panic!("partial: {text:?}"),
-            });
-            assert_eq!(got, *expected, "{lines:?}");
-        }
-
-        // The body starts at `consumed`.
-        let text = "POST /broadcast HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
-        match parse_request(text.as_bytes()) {
-            Ok(Decoded::Complete { value, consumed }) => {
-                assert_eq!(value.method, "POST");
-                assert_eq!(value.content_length, Some(5));
-                assert_eq!(&text[consumed..], "hello");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn rfc_9110_section_5_3_header_lookup() {
-        let req = parse(&head(
-            "GET / HTTP/1.1",
-            &[
-                "X-Thing: first",
-                "x-thing: second",
-                "Sec-WebSocket-Protocol: a, b",
-                "Sec-WebSocket-Protocol: ,c,",
-            ],
-        ));
-        assert_eq!(req.header("X-THING"), Some("first"));
-        assert_eq!(req.header("missing"), None);
-        assert_eq!(
-            req.header_list("sec-websocket-protocol")
-                .collect::<Vec<_>>(),
-            ["a", "b", "c"]
-        );
-        assert_eq!(req.headers[0], ("X-Thing".into(), "first".into()));
-
-        // Header bytes that are not UTF-8 are kept, lossily, rather than refused.
-        let raw = b"GET / HTTP/1.1\r\nX-Latin1: caf\xe9\r\n\r\n";
-        match parse_request(raw) {
-            Ok(Decoded::Complete { value, .. }) => {
-                assert_eq!(value.header("x-latin1"), Some("caf\u{fffd}"));
-            }
-            other => panic!("{other:?}"),
         }
     }
 

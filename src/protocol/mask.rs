@@ -7,6 +7,38 @@
 //! A payload may arrive in several reads, so every function takes the `offset` of the
 //! first byte within the frame's payload: the key is rotated to match.
 
+use core::num::NonZeroU64;
+
+/// The masking keys of one client connection: §5.3 "The masking key is a 32-bit value
+/// chosen at random by the client", a fresh one for every frame. An xorshift64* stream;
+/// §10.3 wants the keys unpredictable to the page's script, so seed it from a strong
+/// source of entropy.
+///
+/// The state is never zero (xorshift maps every other state to another non-zero one), so
+/// an `Option<MaskingKeys>` takes 8 bytes: a server connection, which masks nothing,
+/// pays no more for it than a `u64`.
+#[derive(Debug, Clone)]
+pub struct MaskingKeys(NonZeroU64);
+
+impl MaskingKeys {
+    /// A stream seeded with `seed` (made odd, so that it is never the all-zero state).
+    pub fn new(seed: u64) -> MaskingKeys {
+        MaskingKeys(NonZeroU64::MIN | seed)
+    }
+
+    /// The next key.
+    pub fn next_key(&mut self) -> [u8; 4] {
+        let mut x = self.0.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        // xorshift is a bijection that fixes only zero: x is not zero.
+        self.0 = NonZeroU64::new(x).unwrap_or(NonZeroU64::MIN);
+        let [a, b, c, d, ..] = x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_be_bytes();
+        [a, b, c, d]
+    }
+}
+
 /// XORs `data` in place with `masking_key`, where `data[0]` is payload byte `offset`.
 pub fn apply_mask(data: &mut [u8], masking_key: [u8; 4], offset: usize) {
     xor_in_place(data, masking_key, offset);

@@ -46,7 +46,14 @@ impl Message {
 
     /// The opcode that starts a message of this kind.
     pub fn opcode(&self) -> OpCode {
-        match self.kind {
+        self.kind.opcode()
+    }
+}
+
+impl MessageKind {
+    /// The opcode whose frame starts a message of this kind (§5.6).
+    pub fn opcode(self) -> OpCode {
+        match self {
             MessageKind::Text => OpCode::Text,
             MessageKind::Binary => OpCode::Binary,
         }

@@ -4,29 +4,37 @@
 //! check in `.ci/run` keeps `mio`, `std::net` and `std::io::{Read, Write}` out of it. That
 //! is what lets the unit tests, the fuzz targets and a reader drive it with plain slices.
 //!
-//! | RFC 6455 section | module |
-//! | --- | --- |
-//! | §4.2.1–§4.2.2 opening handshake | [`handshake`] |
-//! | §5.2 base framing, §5.7 examples | [`frame`] |
-//! | §5.3 client-to-server masking | [`mask`] |
-//! | §5.4 fragmentation, §8.1 UTF-8 | [`message`] |
-//! | §5.5.1 close frames, §7.4 status codes | [`close`] |
-//! | §4–§7 one endpoint's state machine | [`connection`] |
-//! | §7.1.7 failing the connection | [`error`] |
+//! Read the modules in this order; each opens with the sections it implements. This is
+//! the crate's one map from the RFC to the code:
+//!
+//! | RFC 6455 | what | module |
+//! | --- | --- | --- |
+//! | (RFC 9112) | HTTP/1.1 request heads and bodies, plain responses | [`http`] |
+//! | §4.1, §4.2.1–§4.2.2, §4.4 | opening handshake: upgrade checks, `Sec-WebSocket-Accept`, `101`, both roles | [`handshake`] |
+//! | §5.2, §5.7 | frame header fields, opcodes, incremental decode, encode | [`frame`] |
+//! | §5.3 | masking, and a client's masking keys | [`mask`] |
+//! | §5.4, §5.6, §8.1, §10.4 | fragments → messages, streaming UTF-8, size limit | [`message`] |
+//! | §5.5.1, §7.4 | close payloads and status codes | [`close`] |
+//! | §7.1.7, §7.4.1 | every protocol error and its close code | [`error`] |
+//! | §4–§7 | one connection's state machine: bytes in, events out | [`connection`] |
+//! | §5.1 | the bytes a connection sends, in order; frames encoded once for many | [`outbox`] |
 
 pub mod close;
 pub mod connection;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod http;
 pub mod mask;
 pub mod message;
+pub mod outbox;
 
 pub use close::{CloseCode, CloseFrame};
-pub use connection::{Connection, Event, State};
+pub use connection::{Connection, Event, RequestRead, State};
 pub use error::ProtocolError;
 pub use frame::{FrameHeader, OpCode};
 pub use message::{Message, MessageKind};
+pub use outbox::{Frames, Outbox, Shared};
 
 /// Which end of the connection this endpoint is; it decides the masking rules of §5.1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,10 +1,16 @@
-//! The console: what a line typed on standard input means, and how a client's text
-//! message is printed on standard output.
+//! The console: what wscast tells the operator and what the operator tells it. The
+//! lines that say where to connect, what a line typed on standard input means, and how
+//! a client's message is printed on standard output.
 //!
 //! Every line is a message for all clients, except the commands below (unless
 //! `--no-commands`). A line starting with `//` is a message with one `/` removed.
 
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use log::error;
+
+use crate::protocol::{Message, MessageKind};
 
 /// Printed by `/help`.
 pub const HELP: &str = "\
@@ -98,6 +104,95 @@ pub fn parse(line: &[u8], commands: bool) -> Command<'_> {
         other => Command::Invalid(format!(
             "unknown command {other:?}; /help lists them, and //text sends \"/text\""
         )),
+    }
+}
+
+/// The lines that tell the user where to connect: `listening on ws://ADDR/PATH` for each
+/// path, then the page's URL. A wildcard address (`0.0.0.0`, `[::]`) is where wscast
+/// listens, not an address to connect to (it means "this host" only by accident, and
+/// newer browsers block it), so each URL is also given with this machine's loopback
+/// address and with its host name.
+pub fn announcement(local: SocketAddr, paths: &[String], hostname: &str) -> Vec<String> {
+    let ip = local.ip();
+    let port = local.port();
+    let mut lines = Vec::new();
+    if !ip.is_unspecified() {
+        for path in paths {
+            lines.push(format!("listening on ws://{local}{path}"));
+        }
+        lines.push(format!("browser client at http://{local}/"));
+        return lines;
+    }
+    let loopback = SocketAddr::new(
+        match ip {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        },
+        port,
+    );
+    // A host name the machine does not have, or one only it knows, helps no one.
+    let named = !hostname.is_empty() && hostname != "localhost" && hostname != "(none)";
+    let urls = |scheme: &str, path: &str| {
+        let mut text = format!("{scheme}://{loopback}{path} from this machine");
+        if named {
+            text.push_str(&format!(", {scheme}://{hostname}:{port}{path} from others"));
+        }
+        text
+    };
+    for path in paths {
+        lines.push(format!(
+            "listening on ws://{local}{path} (every interface): {}",
+            urls("ws", path)
+        ));
+    }
+    lines.push(format!("browser client at {}", urls("http", "/")));
+    lines
+}
+
+/// Client messages on standard output, one line each, gathered in the loop's own buffer
+/// and written once per loop turn. After a write error (a closed pipe) it stops printing
+/// and says so once; the server goes on.
+pub struct Printer {
+    out: BufWriter<RawStdout>,
+    ok: bool,
+}
+
+impl Printer {
+    /// A printer on fd 1 with a 64 KiB buffer.
+    pub fn stdout() -> Printer {
+        Printer {
+            out: BufWriter::with_capacity(64 * 1024, RawStdout),
+            ok: true,
+        }
+    }
+
+    /// Prints a client message: `<id>: <text>` or `<id>: <binary, N bytes>`.
+    pub fn print(&mut self, id: u64, message: &Message) {
+        if !self.ok {
+            return;
+        }
+        let result = match message.kind {
+            MessageKind::Text => write_text_line(&mut self.out, id, &message.data),
+            MessageKind::Binary => {
+                writeln!(self.out, "{id}: <binary, {} bytes>", message.data.len())
+            }
+        };
+        self.check(result);
+    }
+
+    /// Writes out what this turn printed.
+    pub fn flush(&mut self) {
+        if self.ok {
+            let result = self.out.flush();
+            self.check(result);
+        }
+    }
+
+    fn check(&mut self, result: io::Result<()>) {
+        if let Err(e) = result {
+            error!("stdout: {e}; client messages will no longer be printed");
+            self.ok = false;
+        }
     }
 }
 
@@ -336,5 +431,45 @@ mod tests {
             parse(b"/close 1 notanumber", true),
             Command::Invalid(_)
         ));
+    }
+
+    fn paths(list: &[&str]) -> Vec<String> {
+        list.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn a_specific_address_is_announced_as_it_is() {
+        let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            announcement(local, &paths(&["/ws", "/feed"]), "box"),
+            [
+                "listening on ws://127.0.0.1:8080/ws",
+                "listening on ws://127.0.0.1:8080/feed",
+                "browser client at http://127.0.0.1:8080/",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_wildcard_address_comes_with_urls_a_client_can_use() {
+        let local: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        assert_eq!(
+            announcement(local, &paths(&["/ws"]), "box"),
+            [
+                "listening on ws://0.0.0.0:8080/ws (every interface): \
+                 ws://127.0.0.1:8080/ws from this machine, ws://box:8080/ws from others",
+                "browser client at http://127.0.0.1:8080/ from this machine, \
+                 http://box:8080/ from others",
+            ]
+        );
+        let local: SocketAddr = "[::]:9000".parse().unwrap();
+        assert_eq!(
+            announcement(local, &paths(&["/ws"]), "localhost"),
+            [
+                "listening on ws://[::]:9000/ws (every interface): \
+                 ws://[::1]:9000/ws from this machine",
+                "browser client at http://[::1]:9000/ from this machine",
+            ]
+        );
     }
 }

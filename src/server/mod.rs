@@ -1,17 +1,14 @@
 //! All the I/O: one mio event loop over the listener, standard input, signals and every
-//! connection.
-//!
-//! Bytes flow like this:
+//! connection, in layers (the crate docs draw a line and a message walking through them):
 //!
 //! ```text
-//!  socket ──read──▶ loop's read buffer ──▶ protocol::Connection::receive ──▶ Events
-//!                                                                              │
-//!     stdout ◀── "<id>: <text>" ◀── Message ◀──────────────────────────────────┤
-//!     socket ◀──writev── OutQueue ◀── Transmit (pong, close, 101) ◀────────────┘
-//!
-//!  stdin ──read──▶ LineSplitter ──▶ console::parse ──▶ encode each line once ──┐
-//!                                                                               │
-//!     every OutQueue ◀── the same Rc<Vec<u8>> batch of frames ◀────────────────┘
+//!  event_loop ── tokens, readiness, timers, shutdown
+//!     ├── peer ── transport (bytes) + protocol::Connection (RFC 6455, its outbox)
+//!     ├── routes ── HTTP request → answer
+//!     ├── hub ── fan-out and backlog rules
+//!     ├── feed ── stdin lines, POST bodies → shared frames
+//!     ├── console ── commands, printing client messages
+//!     └── app (crate::app) ── the modes' rules
 //! ```
 //!
 //! The loop follows mio's rules: sockets are drained until `WouldBlock`, `Interrupted` is
@@ -20,10 +17,12 @@
 
 mod console;
 mod event_loop;
-mod http;
-mod outbound;
-mod stdin;
+mod feed;
+mod hub;
+mod peer;
+mod routes;
 mod timer;
+mod transport;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -7,6 +7,7 @@
 //! when the nearest one moves earlier, and `epoll_wait` sleeps without a timeout.
 
 use std::io;
+use std::num::NonZeroU64;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
@@ -65,5 +66,28 @@ impl Timer {
         // Nothing to read (a stale event) is fine too.
         let _ = rustix::io::read(&self.fd, &mut count);
         self.armed = None;
+    }
+}
+
+/// A moment as milliseconds since the server started, plus one so that an
+/// `Option<Millis>` still takes 8 bytes: half an `Instant`, which adds up over 10,000 idle
+/// connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Millis(NonZeroU64);
+
+impl Millis {
+    /// The epoch itself.
+    pub const MIN: Millis = Millis(NonZeroU64::MIN);
+
+    /// `t`, counted from `epoch`.
+    pub fn at(epoch: Instant, t: Instant) -> Millis {
+        let ms =
+            u64::try_from(t.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX - 1);
+        Millis(NonZeroU64::MIN.saturating_add(ms))
+    }
+
+    /// Back to an `Instant`.
+    pub fn instant(self, epoch: Instant) -> Instant {
+        epoch + Duration::from_millis(self.0.get() - 1)
     }
 }

@@ -1,7 +1,8 @@
 //! The HTTP surface on the WebSocket port: which request gets which answer.
 //!
-//! Pure decisions over a parsed [`Request`]; the bytes of each answer come from
-//! [`crate::protocol::handshake`]. The table in SPEC.md ("HTTP surface") is the contract:
+//! Pure decisions over a parsed [`Request`]: each answer is a typed [`Response`] (from
+//! [`crate::protocol::http`], or a [`handshake::Rejection`]'s), encoded only when the
+//! connection queues it. The table in SPEC.md ("HTTP surface") is the contract:
 //!
 //! | request | answer |
 //! | --- | --- |
@@ -15,7 +16,8 @@
 //! | other method on a known path | 405 |
 //! | anything else | 404 |
 
-use crate::protocol::handshake::{self, Request, Upgrade};
+use crate::protocol::handshake::{self, Upgrade};
+use crate::protocol::http::{Request, Response};
 
 /// The browser client served at `GET /`.
 pub const PAGE: &str = include_str!("page.html");
@@ -30,10 +32,12 @@ pub enum Route {
         /// The checked handshake.
         upgrade: Upgrade,
     },
-    /// Send the body to every client, then answer with the number of recipients.
-    Broadcast(Vec<u8>),
-    /// Answer with these bytes and close.
-    Respond(Vec<u8>),
+    /// Send the request's body to every client, then answer with the number of
+    /// recipients ([`broadcast_done`]) or, while every client is behind, 503
+    /// ([`broadcast_busy`]).
+    Broadcast,
+    /// Answer with this and close.
+    Respond(Response),
 }
 
 /// The limits and lists a routing decision depends on.
@@ -49,45 +53,43 @@ pub struct RouteContext<'a> {
     pub max_connections: usize,
 }
 
-/// Decides the answer to `request` (whose body is `body`).
-pub fn route(request: &Request, body: Vec<u8>, cx: RouteContext<'_>) -> Route {
+/// Decides the answer to `request`.
+pub fn route(request: &Request, cx: RouteContext<'_>) -> Route {
     let method = request.method.as_str();
     let endpoint = cx.paths.iter().position(|p| *p == request.path);
     let asks_websocket = request.asks_websocket();
     if asks_websocket && endpoint.is_none() {
         // A client pointed at the wrong path: the page at `/` (200) or a bare 404 would
         // leave it guessing, so the answer names the endpoints.
-        return Route::Respond(error(
+        return Route::Respond(Response::text(
             404,
             &format!(
                 "no WebSocket endpoint at this path; WebSocket paths: {}",
                 cx.paths.join(" ")
             ),
-            &[],
         ));
     }
     // The page is `GET /`, also when `--path /` makes `/` a WebSocket endpoint too: there
     // only a request that asks to upgrade is one.
     if request.path == "/" && matches!(method, "GET" | "HEAD") && !asks_websocket {
-        let page = handshake::http_response(
+        let page = Response::new(
             200,
             "text/html; charset=utf-8",
-            &[("Cache-Control", "no-store")],
-            page(cx.paths.first().map_or("/ws", String::as_str)).as_bytes(),
-        );
+            page(cx.paths.first().map_or("/ws", String::as_str)),
+        )
+        .header("Cache-Control", "no-store");
+        // RFC 9110 §9.3.2: the answer to HEAD is the answer to GET without its content.
         return Route::Respond(if method == "HEAD" {
-            head_only(page)
+            page.head_only()
         } else {
             page
         });
     }
     if let Some(path) = endpoint {
         if method != "GET" {
-            return Route::Respond(error(
-                405,
-                "only GET can open a WebSocket",
-                &[("Allow", "GET")],
-            ));
+            return Route::Respond(
+                Response::text(405, "only GET can open a WebSocket").header("Allow", "GET"),
+            );
         }
         let upgrade = match handshake::check_upgrade(request) {
             Ok(upgrade) => upgrade,
@@ -97,54 +99,39 @@ pub fn route(request: &Request, body: Vec<u8>, cx: RouteContext<'_>) -> Route {
         // the connection"; a request without Origin is not from a browser and is accepted.
         if let Some(origin) = &upgrade.origin {
             if !cx.allow_origins.is_empty() && !cx.allow_origins.iter().any(|o| o == origin) {
-                return Route::Respond(error(403, "origin not allowed", &[]));
+                return Route::Respond(Response::text(403, "origin not allowed"));
             }
         }
         if cx.open >= cx.max_connections {
-            return Route::Respond(error(503, "too many connections, try again later", &[]));
+            return Route::Respond(Response::text(503, "too many connections, try again later"));
         }
         return Route::Upgrade { path, upgrade };
     }
     match (request.path.as_str(), method) {
-        ("/", _) => Route::Respond(error(
-            405,
-            "only GET is served here",
-            &[("Allow", "GET, HEAD")],
-        )),
-        ("/broadcast", "POST") => Route::Broadcast(body),
-        ("/broadcast", _) => Route::Respond(error(
-            405,
-            "POST a message body here to send it to every client",
-            &[("Allow", "POST")],
-        )),
-        _ => Route::Respond(error(404, "not found", &[])),
+        ("/", _) => Route::Respond(
+            Response::text(405, "only GET is served here").header("Allow", "GET, HEAD"),
+        ),
+        ("/broadcast", "POST") => Route::Broadcast,
+        ("/broadcast", _) => Route::Respond(
+            Response::text(405, "POST a message body here to send it to every client")
+                .header("Allow", "POST"),
+        ),
+        _ => Route::Respond(Response::text(404, "not found")),
     }
 }
 
-/// The answer to a request that could not be read at all (400, 413, 431 or 501).
-pub fn bad_request(status: u16) -> Vec<u8> {
-    let text = match status {
-        431 => "request head larger than 8 KiB",
-        413 => "request body larger than --max-message",
-        501 => "Transfer-Encoding is not supported; send a Content-Length",
-        _ => "malformed HTTP request",
-    };
-    error(status, text, &[])
-}
-
 /// The answer to `POST /broadcast`: how many clients the message was queued for.
-pub fn broadcast_done(recipients: usize) -> Vec<u8> {
-    let body = format!("{recipients}\n");
-    handshake::http_response(200, "text/plain; charset=utf-8", &[], body.as_bytes())
+pub fn broadcast_done(recipients: usize) -> Response {
+    Response::text(200, &recipients.to_string())
 }
 
 /// The answer to `POST /broadcast` while every client is behind: 503, retry in a second.
-pub fn broadcast_busy() -> Vec<u8> {
-    error(
+pub fn broadcast_busy() -> Response {
+    Response::text(
         503,
         "every client still has earlier messages to receive; try again shortly",
-        &[("Retry-After", "1")],
     )
+    .header("Retry-After", "1")
 }
 
 /// The page's WebSocket path lives in one tag; the server writes its first path there.
@@ -161,25 +148,6 @@ pub fn page(ws_path: &str) -> String {
         PATH_TAG,
         &format!(r#"<meta name="wscast-path" content="{escaped}">"#),
         1,
-    )
-}
-
-/// RFC 9110 §9.3.2: the answer to `HEAD` is the answer to `GET` without its content
-/// (the headers, `Content-Length` included, stay the same).
-fn head_only(mut response: Vec<u8>) -> Vec<u8> {
-    if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
-        response.truncate(end + 4);
-    }
-    response
-}
-
-fn error(status: u16, text: &str, headers: &[(&str, &str)]) -> Vec<u8> {
-    let body = format!("{text}\n");
-    handshake::http_response(
-        status,
-        "text/plain; charset=utf-8",
-        headers,
-        body.as_bytes(),
     )
 }
 

@@ -1,0 +1,260 @@
+//! One connection: its byte pipe, its protocol state (with its outbox), and the little
+//! the event loop keeps about it (id, path, times, flags).
+//!
+//! A peer is the unit the loop reads, flushes, times and drops. It holds no buffer of its
+//! own while idle: the protocol state releases its buffers between messages and the
+//! outbox its queue whenever it empties (SPEC: under 256 bytes per idle connection,
+//! measured by `bench/run.sh`).
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::{Registry, Token};
+
+use super::hub::Subscriber;
+use super::timer::Millis;
+use super::transport::{Flush, Transport};
+use crate::protocol::{Connection, Shared, State};
+
+/// SPEC: "A peer that does not finish its request head within 10 s is dropped."
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The keepalive settings (`--ping-interval`, `--idle-timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    /// Ping a peer silent this long; `None`: never.
+    pub interval: Option<Duration>,
+    /// Drop a peer still silent this long after the ping.
+    pub idle_timeout: Duration,
+}
+
+/// What a peer's timers call for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Due {
+    /// Nothing yet; look again at this time.
+    At(Instant),
+    /// Nothing, ever, in its present state.
+    Never,
+    /// It has been silent for the ping interval: ping it.
+    Ping,
+    /// Its time is up: drop it, for this reason.
+    Expired(&'static str),
+}
+
+/// One TCP connection and its protocol state.
+#[derive(Debug)]
+pub struct Peer {
+    /// The byte pipe.
+    pub transport: Transport,
+    /// The RFC 6455 state machine, with everything waiting to be sent.
+    pub conn: Connection,
+    /// The id shown on the console; 0 until the WebSocket upgrade.
+    pub id: u64,
+    /// Index of the WebSocket path it connected to.
+    pub path: u16,
+    /// When the TCP connection was accepted.
+    pub since: Millis,
+    /// When the silence the keepalive timer measures began: the last time the peer
+    /// sent anything or, once `pinged`, when the ping went out.
+    pub quiet_since: Millis,
+    /// Drop the connection at this time if it is still around (closing handshakes).
+    pub deadline: Option<Millis>,
+    /// A keepalive ping is outstanding.
+    pub pinged: bool,
+    /// Marked for a flush at the end of this loop turn.
+    pub dirty: bool,
+    /// Our FIN has been sent; only the peer's FIN is awaited.
+    pub fin_sent: bool,
+    /// Its close was already logged.
+    pub announced: bool,
+    /// Reading is paused until its own output drains (it sends faster than it reads).
+    pub read_paused: bool,
+    /// The app knows it as open (told at the upgrade, until it leaves).
+    pub member: bool,
+}
+
+impl Peer {
+    /// A connection just accepted at `now`, waiting for its request.
+    pub fn new(transport: Transport, max_message: usize, now: Millis) -> Peer {
+        Peer {
+            transport,
+            conn: Connection::server(max_message),
+            id: 0,
+            path: 0,
+            since: now,
+            quiet_since: now,
+            deadline: None,
+            pinged: false,
+            dirty: false,
+            fin_sent: false,
+            announced: false,
+            read_paused: false,
+            member: false,
+        }
+    }
+
+    /// Lists this connection (slab key `key`) in `dirty` for a flush at the end of the
+    /// loop turn, once however many frames are queued.
+    pub fn mark_dirty(&mut self, key: usize, dirty: &mut Vec<usize>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(key);
+        }
+    }
+
+    /// Sends what the outbox holds, and registers `WRITABLE` interest exactly while
+    /// some of it is left.
+    pub fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<Flush> {
+        self.dirty = false;
+        let flush = self.transport.send(self.conn.outbox_mut())?;
+        self.transport
+            .want_write(registry, token, flush == Flush::Blocked);
+        Ok(flush)
+    }
+
+    /// What its timers call for at `now`: a closing connection's deadline, the 10 s a
+    /// request head may take, or the keepalive (a peer silent for `interval` is pinged;
+    /// one still silent `idle_timeout` after the ping is dropped).
+    pub fn due(&self, now: Instant, epoch: Instant, keepalive: Keepalive) -> Due {
+        let (at, why) = if let Some(deadline) = self.deadline {
+            (deadline.instant(epoch), "did not finish closing in time")
+        } else {
+            match self.conn.state() {
+                State::Connecting => (
+                    self.since.instant(epoch) + HEAD_TIMEOUT,
+                    "request head not finished within 10 s",
+                ),
+                State::Open => {
+                    let Some(interval) = keepalive.interval else {
+                        return Due::Never;
+                    };
+                    let quiet = self.quiet_since.instant(epoch);
+                    if !self.pinged {
+                        return if now >= quiet + interval {
+                            Due::Ping
+                        } else {
+                            Due::At(quiet + interval)
+                        };
+                    }
+                    (
+                        quiet + keepalive.idle_timeout,
+                        "silent past --idle-timeout after a ping",
+                    )
+                }
+                _ => return Due::Never,
+            }
+        };
+        if now >= at {
+            Due::Expired(why)
+        } else {
+            Due::At(at)
+        }
+    }
+
+    /// Sets the time by which the connection must be gone; returns it.
+    pub fn expire_at(&mut self, epoch: Instant, at: Instant) -> Instant {
+        self.deadline = Some(Millis::at(epoch, at));
+        at
+    }
+
+    /// Who is at the other end, for a log line.
+    pub fn name(&self) -> String {
+        self.transport.peer_name()
+    }
+}
+
+/// A broadcast marks the peer dirty without listing it: the loop flushes every dirty
+/// peer after a publish, one pass over the table it has just walked anyway.
+impl Subscriber for Peer {
+    fn send_shared(&mut self, frames: &Shared) -> bool {
+        let sent = self.conn.send_shared(frames);
+        self.dirty |= sent;
+        sent
+    }
+
+    fn queued(&self) -> Option<(usize, usize)> {
+        let outbox = self.conn.outbox();
+        self.conn
+            .can_send()
+            .then(|| (outbox.pending(), outbox.backlog()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::handshake::{check_upgrade, client_request};
+    use crate::protocol::RequestRead;
+
+    const SECOND: Duration = Duration::from_secs(1);
+    const KEEPALIVE: Keepalive = Keepalive {
+        interval: Some(Duration::from_secs(120)),
+        idle_timeout: Duration::from_secs(240),
+    };
+
+    /// A peer (over a loopback socket) whose protocol state is `conn`, accepted at the
+    /// epoch.
+    fn peer(conn: Connection) -> Peer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let socket = mio::net::TcpStream::from_std(socket);
+        let mut peer = Peer::new(Transport::plain(socket), 1024, Millis::MIN);
+        peer.conn = conn;
+        peer
+    }
+
+    /// What the timers of such a peer call for, `now` after the epoch.
+    fn peer_due(conn: Connection, pinged: bool, now: Duration) -> Due {
+        let epoch = Instant::now();
+        let mut peer = peer(conn);
+        peer.pinged = pinged;
+        peer.due(epoch + now, epoch, KEEPALIVE)
+    }
+
+    fn open() -> Connection {
+        let mut conn = Connection::server(1024);
+        let request = client_request("h", "/ws", "dGhlIHNhbXBsZSBub25jZQ==");
+        let RequestRead::Complete { request, .. } = conn.read_request(&request) else {
+            panic!("a whole request");
+        };
+        conn.accept(&check_upgrade(&request).unwrap());
+        conn
+    }
+
+    #[test]
+    fn a_request_head_has_10_seconds() {
+        let at = |t| peer_due(Connection::server(1024), false, t);
+        assert!(matches!(at(9 * SECOND), Due::At(_)));
+        assert_eq!(
+            at(HEAD_TIMEOUT),
+            Due::Expired("request head not finished within 10 s")
+        );
+    }
+
+    #[test]
+    fn a_silent_peer_is_pinged_then_dropped() {
+        assert!(matches!(peer_due(open(), false, 119 * SECOND), Due::At(_)));
+        assert_eq!(peer_due(open(), false, 120 * SECOND), Due::Ping);
+        assert!(matches!(peer_due(open(), true, 239 * SECOND), Due::At(_)));
+        assert_eq!(
+            peer_due(open(), true, 240 * SECOND),
+            Due::Expired("silent past --idle-timeout after a ping")
+        );
+        // No keepalive, no timer; nor once the connection is done with.
+        let epoch = Instant::now();
+        let none = Keepalive {
+            interval: None,
+            ..KEEPALIVE
+        };
+        let mut peer = peer(open());
+        assert_eq!(peer.due(epoch + 1000 * SECOND, epoch, none), Due::Never);
+        peer.conn.abort();
+        assert_eq!(peer.due(epoch, epoch, KEEPALIVE), Due::Never);
+        // A closing deadline wins over everything else.
+        peer.expire_at(epoch, epoch + 3 * SECOND);
+        assert_eq!(
+            peer.due(epoch + 3 * SECOND, epoch, KEEPALIVE),
+            Due::Expired("did not finish closing in time")
+        );
+    }
+}
