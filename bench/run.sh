@@ -7,6 +7,10 @@
 #   bench/run.sh            full run: 3 runs per scenario and server, 10 s loads (~12 min)
 #   bench/run.sh --quick    smoke test: 1 run, 2 s loads, 2,000 idle connections (~2 min)
 #   bench/run.sh --runs 5   more runs per scenario (the median is reported)
+#   bench/run.sh --wscast BIN --label NAME
+#                           measure another wscast binary (say, a build of an earlier
+#                           commit, for a before/after comparison); the table then goes
+#                           to bench/out/results.md only, labelled NAME
 #
 # The server is pinned to CPU 0 and the load generator (and the stdin feeder) to CPU 1
 # with taskset. Runs of the different servers are interleaved (wscast, peer, peer,
@@ -38,7 +42,9 @@ while [[ $# -gt 0 ]]; do
     --quick) QUICK=1 RUNS=1 LOAD=2 IDLE_N=2000 ;;
     --runs) RUNS=$2; shift ;;
     --no-build) NO_BUILD=1 ;;
-    -h | --help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --wscast) WSCAST_BIN=$2; shift ;;
+    --label) LABEL=$2; shift ;;
+    -h | --help) sed -n '2,20p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -124,7 +130,7 @@ start_server() {
     port=$(free_port)
     case $name in
     wscast)
-        cmd=("$BIN/wscast" --listen "127.0.0.1:$port" --mode "$mode" --max-connections 50000
+        cmd=("${WSCAST_BIN:-$BIN/wscast}" --listen "127.0.0.1:$port" --mode "$mode" --max-connections 50000
             --no-commands --log-level warn)
         ;;
     *) cmd=("$BIN/$name" --listen "127.0.0.1:$port") ;;
@@ -392,7 +398,7 @@ ms() { awk -v u="$1" 'BEGIN { if (u == "-") print "-"; else printf "%.2f ms\n", 
     echo "## wscast performance: $(date -u +'%Y-%m-%d %H:%M UTC')"
     echo
     echo "Machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), Linux $(uname -r), $(free -g | awk '/Mem:/ {print $2}') GiB."
-    echo "wscast $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?'); rustc $(rustc --version | cut -d' ' -f2)."
+    echo "wscast ${LABEL:-$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')}; rustc $(rustc --version | cut -d' ' -f2)."
     echo "Server pinned to CPU $SERVER_CPU, load generator and feeder to CPU $LOAD_CPU; median of $RUNS run(s),"
     echo "${LOAD} s per load, $IDLE_N idle connections, $FAN_N fan-out clients; the whole run took ${ELAPSED} s."
     [[ $QUICK == 1 ]] && echo "**Quick run (--quick): smoke-test numbers, not the bars' conditions.**"
@@ -433,6 +439,10 @@ ms() { awk -v u="$1" 'BEGIN { if (u == "-") print "-"; else printf "%.2f ms\n", 
 } | tee "$OUT/results.md"
 
 if [[ $QUICK == 0 ]]; then
-    cp "$OUT/results.md" "$RESULTS"
-    log "table written to $RESULTS"
+    if [[ -z ${WSCAST_BIN:-} ]]; then
+        cp "$OUT/results.md" "$RESULTS"
+        log "table written to $RESULTS"
+    else
+        log "table written to $OUT/results.md ($WSCAST_BIN)"
+    fi
 fi
