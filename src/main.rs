@@ -12,7 +12,10 @@ use log::{debug, error, warn, LevelFilter};
 use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use wscast::client;
-use wscast::server::{self, Config, Mode};
+use wscast::server::{
+    self, Config, Mode, DEFAULT_LISTEN, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_MESSAGE, DEFAULT_PATH, DEFAULT_PING_INTERVAL_SECS,
+};
 
 /// Every line on stdin goes to every WebSocket client; every client message is printed.
 #[derive(Debug, Parser)]
@@ -41,7 +44,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct ServeArgs {
     /// Address to bind (port 0 = any free port)
-    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(short, long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
     listen: String,
     /// A WebSocket endpoint; repeat for several [default: /ws]
     #[arg(long = "path", value_name = "PATH")]
@@ -50,19 +53,19 @@ struct ServeArgs {
     #[arg(long, value_enum, default_value_t = ModeArg::Broadcast)]
     mode: ModeArg,
     /// Keepalive ping period in seconds, 0 = off
-    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_PING_INTERVAL_SECS)]
     ping_interval: u64,
     /// Drop a peer silent this long after a ping [default: 2 × ping interval]
     #[arg(long, value_name = "SECS")]
     idle_timeout: Option<u64>,
     /// Largest reassembled message; larger ones are refused with close 1009
-    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE)]
     max_message: usize,
     /// Further upgrades get 503
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// Unsent bytes a slow client may hold before it is dropped
-    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BACKLOG)]
     max_backlog: usize,
     /// Browsers must send one of these Origins (repeatable; default: any)
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
@@ -160,7 +163,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         .ok_or_else(|| format!("--listen {}: no address", args.listen))?;
     let mut paths = args.paths;
     if paths.is_empty() {
-        paths.push("/ws".to_owned());
+        paths.push(DEFAULT_PATH.to_owned());
     }
     for path in &paths {
         if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
@@ -220,4 +223,27 @@ fn init_logging(level: LogLevel) {
         ColorChoice::Never
     };
     let _ = TermLogger::init(filter, config, TerminalMode::Stderr, color);
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn path_help_names_the_default_path() {
+        // Its default is applied in `config_from`, not by clap, so the help text states it
+        // by hand: keep the two in step.
+        let command = Cli::command();
+        let path = command
+            .get_arguments()
+            .find(|arg| arg.get_id() == "paths")
+            .expect("--path is an argument");
+        let help = path.get_help().expect("--path has help").to_string();
+        assert!(
+            help.ends_with(&format!("[default: {DEFAULT_PATH}]")),
+            "{help}"
+        );
+    }
 }

@@ -47,7 +47,7 @@ pub use url::{UrlError, WsUrl};
 
 /// Largest message accepted from the server unless told otherwise (the server's default
 /// `--max-message`); a larger one fails the connection with 1009.
-pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
+pub const DEFAULT_MAX_MESSAGE: usize = crate::server::DEFAULT_MAX_MESSAGE;
 /// Bytes of stdin lines that may wait for the socket before stdin is read further.
 pub const STDIN_BUDGET: usize = 1 << 20;
 /// How long connecting and the opening handshake may take.

@@ -198,8 +198,8 @@ impl Printer {
 
 /// Standard output as a bare file descriptor, for the loop's own `BufWriter`, which
 /// gathers whole lines and is flushed once per loop turn. `std::io::stdout()` would add a
-/// `LineWriter` that searches every byte written for the last newline (and a lock),
-/// which cost about a fifth of printing a 16 KiB message.
+/// `LineWriter` that searches every byte written for the last newline (and a lock), work
+/// these whole lines do not need (measurements: `bench/README.md`, "Design notes").
 pub struct RawStdout;
 
 impl Write for RawStdout {
@@ -242,8 +242,7 @@ pub fn write_text_line(out: &mut impl Write, id: u64, text: &[u8]) -> io::Result
 /// tab, DEL, or `C2`, which starts the C1 controls and some printable characters.
 ///
 /// Most text has none, so it is ruled out a block at a time by [`may_hold_control`]: 512
-/// bytes, then 32, then byte by byte. At 16 KiB of ASCII this takes half the time of
-/// 64-byte blocks tested with two compares a byte (257 ns against 541 here).
+/// bytes, then 32, then byte by byte (measurements: `bench/README.md`, "Design notes").
 fn next_control(text: &[u8]) -> Option<usize> {
     let (blocks, tail) = text.as_chunks::<512>();
     for (n, block) in blocks.iter().enumerate() {

@@ -22,7 +22,8 @@ use crate::protocol::Shared;
 
 /// The pause starts once the least-loaded connection has this much unsent, or a quarter
 /// of `--max-backlog` if that is smaller: enough to keep every socket busy, small enough
-/// that 1,000 clients' queues stay modest.
+/// that 1,000 clients' queues stay modest (measurements: `bench/README.md`, "Design
+/// notes").
 pub const PAUSE_AT_MOST: usize = 256 * 1024;
 
 /// What the hub needs of a connection.

@@ -30,7 +30,22 @@ use std::time::Duration;
 pub use crate::app::Mode;
 pub use event_loop::Server;
 
-/// Everything the command line can set. [`Config::default`] is the SPEC's defaults.
+/// Default `--listen`: loopback only, so a server started without options is not exposed
+/// to the network.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default WebSocket endpoint (`--path`), used when no path is given.
+pub const DEFAULT_PATH: &str = "/ws";
+/// Default `--ping-interval`, in seconds; the idle timeout defaults to twice this.
+pub const DEFAULT_PING_INTERVAL_SECS: u64 = 120;
+/// Default `--max-message`, in bytes (16 MiB): the largest reassembled message.
+pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
+/// Default `--max-connections`: further upgrades get 503.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `--max-backlog`, in bytes (8 MiB): unsent bytes a slow client may hold.
+pub const DEFAULT_MAX_BACKLOG: usize = 8 << 20;
+
+/// Everything the command line can set. [`Config::default`] is the SPEC's defaults, the
+/// `DEFAULT_*` constants above, which the command line's defaults are too.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address to bind; port 0 picks a free port.
@@ -60,14 +75,16 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            paths: vec!["/ws".to_owned()],
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is an IP address and port"),
+            paths: vec![DEFAULT_PATH.to_owned()],
             mode: Mode::Broadcast,
-            ping_interval: Some(Duration::from_secs(120)),
-            idle_timeout: Duration::from_secs(240),
-            max_message: 16 << 20,
-            max_connections: 10_000,
-            max_backlog: 8 << 20,
+            ping_interval: Some(Duration::from_secs(DEFAULT_PING_INTERVAL_SECS)),
+            idle_timeout: Duration::from_secs(2 * DEFAULT_PING_INTERVAL_SECS),
+            max_message: DEFAULT_MAX_MESSAGE,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_backlog: DEFAULT_MAX_BACKLOG,
             allow_origins: Vec::new(),
             commands: true,
             exit_on_eof: false,
@@ -78,4 +95,21 @@ impl Default for Config {
 /// Binds, serves until `/exit`, a signal or (with `exit_on_eof`) the end of stdin.
 pub fn run(config: Config) -> std::io::Result<()> {
     Server::bind(config)?.run()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_the_default_constants() {
+        let config = Config::default();
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(config.paths, [DEFAULT_PATH]);
+        assert_eq!(config.ping_interval, Some(Duration::from_secs(120)));
+        assert_eq!(config.idle_timeout, Duration::from_secs(240));
+        assert_eq!(config.max_message, 16 << 20);
+        assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.max_backlog, 8 << 20);
+    }
 }

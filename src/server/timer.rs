@@ -1,10 +1,10 @@
 //! The loop's one timer: a timerfd in the same epoll set as the sockets.
 //!
-//! A timeout passed to `epoll_wait` arms a kernel timer on every wait and cancels it on
-//! every wake-up; a busy loop waits tens of thousands of times a second, and that cost
-//! 1.8% of the server's CPU in a 16 KiB echo. The loop's deadlines (request heads,
-//! keepalive pings, closing connections) are seconds apart, so the timerfd is armed only
-//! when the nearest one moves earlier, and `epoll_wait` sleeps without a timeout.
+//! A timeout passed to `epoll_wait` would arm and cancel a kernel timer on every wait,
+//! and a busy loop waits very often. The loop's deadlines (request heads, keepalive
+//! pings, closing connections) are seconds apart, so the timerfd is armed only when the
+//! nearest one moves earlier, and `epoll_wait` sleeps without a timeout (measurements:
+//! `bench/README.md`, "Design notes").
 
 use std::io;
 use std::num::NonZeroU64;

@@ -3,7 +3,7 @@
 //! Everything protocol-shaped comes from `wscast::protocol`: the opening handshake
 //! (`client_key`, `client_request`, `check_response`), the §5.2 header codec
 //! (`FrameHeader::decode` with `Role::Client`, `FrameHeader::encode`) and §5.3 masking
-//! (`apply_mask`). What is here is the I/O and a streaming frame reader that never
+//! (`apply_mask`, with keys from `MaskingKeys`). What is here is the I/O and a streaming frame reader that never
 //! buffers a payload: it keeps the first [`PREFIX`] bytes of each frame (enough for a
 //! sequence number and a time stamp, or a control frame's whole payload) and counts the
 //! rest, so a 1 MiB broadcast to 1,000 clients costs the load generator no memory.
@@ -18,7 +18,7 @@ use slab::Slab;
 
 use wscast::protocol::frame::{Decoded, FrameHeader, MAX_HEADER_LEN};
 use wscast::protocol::handshake::{check_response, client_key, client_request};
-use wscast::protocol::mask::apply_mask;
+use wscast::protocol::mask::{apply_mask, MaskingKeys};
 use wscast::protocol::{OpCode, Role};
 
 /// Payload bytes kept from the start of each frame: a control frame's whole payload
@@ -145,7 +145,9 @@ pub struct Conn {
     reader: FrameReader,
     out: Vec<u8>,
     out_at: usize,
-    rng: u64,
+    /// §5.3 masking keys. Seeded from the clock, not from strong entropy as §10.3 asks:
+    /// this client only ever talks to a benchmarked server, and keys need only vary.
+    keys: MaskingKeys,
     close_sent: bool,
     /// Listed in `Driver::again`.
     again: bool,
@@ -169,7 +171,7 @@ pub struct Conn {
 impl Conn {
     /// Queues one masked frame (§5.3: "a client MUST mask all frames that it sends").
     pub fn send_frame(&mut self, opcode: OpCode, payload: &[u8]) {
-        let masking_key = self.next_key();
+        let masking_key = self.keys.next_key();
         let header = FrameHeader {
             fin: true,
             opcode,
@@ -207,17 +209,6 @@ impl Conn {
         self.out.clear();
         self.out_at = 0;
         Ok(())
-    }
-
-    /// xorshift64*: masking keys need not be strong here, only varied.
-    fn next_key(&mut self) -> [u8; 4] {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        let [a, b, c, d, ..] = x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_be_bytes();
-        [a, b, c, d]
     }
 }
 
@@ -293,7 +284,7 @@ impl Driver {
             reader: FrameReader::default(),
             out: Vec::new(),
             out_at: 0,
-            rng: self.rng | 1,
+            keys: MaskingKeys::new(self.rng),
             close_sent: false,
             again: false,
             started: Instant::now(),
