@@ -79,6 +79,10 @@ struct ServeArgs {
     /// Log level on stderr
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     log_level: LogLevel,
+    /// Log lines with a timestamp (time) or without (plain); auto: plain under
+    /// systemd's journal, which adds its own
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
+    log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -86,6 +90,13 @@ enum ModeArg {
     Broadcast,
     Echo,
     Chat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Auto,
+    Time,
+    Plain,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -103,7 +114,7 @@ fn main() -> ExitCode {
         return connect(&url, max_message);
     }
     let args = cli.serve;
-    init_logging(args.log_level);
+    init_logging(args.log_level, args.log_format);
     let config = match config_from(args) {
         Ok(config) => config,
         Err(message) => {
@@ -202,7 +213,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
     })
 }
 
-fn init_logging(level: LogLevel) {
+fn init_logging(level: LogLevel, format: LogFormat) {
     let filter = match level {
         LogLevel::Error => LevelFilter::Error,
         LogLevel::Warn => LevelFilter::Warn,
@@ -210,12 +221,23 @@ fn init_logging(level: LogLevel) {
         LogLevel::Debug => LevelFilter::Debug,
         LogLevel::Trace => LevelFilter::Trace,
     };
-    let config = ConfigBuilder::new()
+    // systemd sets JOURNAL_STREAM when stderr is connected to the journal
+    // (systemd.exec(5)), which stamps every line itself.
+    let plain = match format {
+        LogFormat::Auto => std::env::var_os("JOURNAL_STREAM").is_some(),
+        LogFormat::Time => false,
+        LogFormat::Plain => true,
+    };
+    let mut config = ConfigBuilder::new();
+    config
         .set_target_level(LevelFilter::Off)
         .set_thread_level(LevelFilter::Off)
         .set_location_level(LevelFilter::Off)
-        .set_time_format_rfc3339()
-        .build();
+        .set_time_format_rfc3339();
+    if plain {
+        config.set_time_level(LevelFilter::Off);
+    }
+    let config = config.build();
     // Every log line goes to stderr: stdout carries client messages only.
     let color = if std::io::stderr().is_terminal() {
         ColorChoice::Auto

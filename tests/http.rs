@@ -122,6 +122,14 @@ fn rows() -> Vec<Row> {
             body: None,
         },
         Row {
+            name: "POST /metrics",
+            request: b"POST /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
+            status: 405,
+            header: Some("Allow: GET, HEAD"),
+            body: None,
+        },
+        Row {
             name: "a 9000-byte request head",
             request: big_head,
             status: 431,
@@ -400,4 +408,42 @@ fn a_path_given_twice_is_refused_with_exit_code_2() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--path /a: given twice"), "{stderr}");
+}
+
+#[test]
+fn healthz_and_metrics_answer_on_the_websocket_port() {
+    let mut server = Server::start(&[]);
+    let addr = server.addr();
+    let get = |path: &str| {
+        http_exchange(
+            &addr,
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+        )
+    };
+    let (status, _, body) = get("/healthz");
+    assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+
+    let mut ws = server.client("/ws");
+    ws.send(tungstenite::Message::text("hello")).unwrap();
+    assert_eq!(server.stdout_line(TIMEOUT).as_deref(), Some("1: hello"));
+    let (status, head, body) = get("/metrics");
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(
+        header_value(&head, "Content-Type").as_deref(),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    for line in [
+        "wscast_connections{path=\"/ws\"} 1",
+        "wscast_upgrades_total{status=\"101\"} 1",
+        "wscast_messages_received_total 1",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no {line:?} in\n{body}");
+    }
+    // HEAD: the same headers, no body.
+    let (status, head, body) =
+        http_exchange(&addr, b"HEAD /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(status, 200);
+    assert!(body.is_empty(), "{body:?}");
+    assert!(header_value(&head, "Content-Length").is_some_and(|n| n != "0"));
 }

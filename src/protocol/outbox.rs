@@ -37,6 +37,7 @@ pub const COPY_MAX: usize = 2 * 1024;
 #[derive(Debug, Default)]
 pub struct Frames {
     bytes: Vec<u8>,
+    messages: usize,
 }
 
 impl Frames {
@@ -48,6 +49,7 @@ impl Frames {
     /// Appends one unfragmented, unmasked data frame (§5.2, FIN set) carrying `payload`.
     pub fn push(&mut self, kind: MessageKind, payload: &[u8]) {
         encode_frame_into(&mut self.bytes, kind.opcode(), payload, None);
+        self.messages += 1;
     }
 
     /// Whether no frame has been pushed.
@@ -59,7 +61,10 @@ impl Frames {
     /// spare capacity of the buffer is given back.
     pub fn share(mut self) -> Shared {
         self.bytes.shrink_to_fit();
-        Shared(Rc::new(self.bytes))
+        Shared {
+            bytes: Rc::new(self.bytes),
+            messages: self.messages,
+        }
     }
 }
 
@@ -68,22 +73,31 @@ impl Frames {
 /// An `Rc<Vec<u8>>` and not an `Rc<[u8]>`, which would copy the bytes out of the `Vec`
 /// they were encoded into.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Shared(Rc<Vec<u8>>);
+pub struct Shared {
+    bytes: Rc<Vec<u8>>,
+    /// How many messages (one frame each) the bytes hold.
+    messages: usize,
+}
 
 impl Shared {
     /// The encoded frames.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 
     /// How many bytes the frames take.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.bytes.len()
     }
 
     /// Whether there are no frames at all.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.bytes.is_empty()
+    }
+
+    /// How many messages the frames carry.
+    pub fn messages(&self) -> usize {
+        self.messages
     }
 }
 
@@ -278,7 +292,10 @@ mod tests {
     }
 
     fn shared(bytes: &[u8]) -> Shared {
-        Shared(Rc::new(bytes.to_vec()))
+        Shared {
+            bytes: Rc::new(bytes.to_vec()),
+            messages: 1,
+        }
     }
 
     #[test]
@@ -360,5 +377,6 @@ mod tests {
         want.extend(encode_frame(OpCode::Binary, &[0xff, 0x00], None));
         assert_eq!(shared.as_bytes(), want);
         assert_eq!(shared.len(), want.len());
+        assert_eq!(shared.messages(), 2);
     }
 }

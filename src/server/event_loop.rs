@@ -27,16 +27,18 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use super::activation;
 use super::console::{self, Command, Printer, HELP};
 use super::feed::{self, Item, Progress, StdinFeed};
 use super::hub::Hub;
+use super::metrics::{self, Closer, Metrics, Source};
 use super::peer::{Due, Keepalive, Peer, HEAD_TIMEOUT};
 use super::routes::{self, Route, RouteContext};
 use super::timer::{Millis, Timer};
 use super::transport::{Flush, Transport};
 use super::Config;
 use crate::app::{App, Delivery};
-use crate::protocol::http::{reason_phrase, Request};
+use crate::protocol::http::{reason_phrase, Request, Response};
 use crate::protocol::{CloseCode, Event, Frames, MessageKind, RequestRead, Shared, State};
 
 /// The listening socket.
@@ -73,6 +75,8 @@ pub struct Server {
     app: App,
     /// Fan-out and its backlog rules.
     hub: Hub,
+    /// What `GET /metrics` reports.
+    metrics: Metrics,
     stdin: Option<StdinFeed>,
     signals: Signals,
     printer: Printer,
@@ -107,9 +111,15 @@ impl Server {
     /// Binds the listening socket and registers the listener, stdin and signals.
     pub fn bind(config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let mut listener = TcpListener::bind(config.listen).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
-        })?;
+        let mut listener = match activation::inherited_listener()? {
+            Some(listener) => {
+                info!("serving on the listening socket passed in LISTEN_FDS (--listen unused)");
+                listener
+            }
+            None => TcpListener::bind(config.listen).map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot listen on {}: {e}", config.listen))
+            })?,
+        };
         let local = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
@@ -124,6 +134,7 @@ impl Server {
             local,
             app: App::new(config.mode),
             hub: Hub::new(config.max_backlog),
+            metrics: Metrics::new(config.paths.len()),
             config,
             peers: Slab::new(),
             open: 0,
@@ -304,6 +315,7 @@ impl Server {
             match peer.transport.read(&mut self.read_buf) {
                 Ok(0) => return self.on_eof(key),
                 Ok(n) => {
+                    self.metrics.received_bytes += n as u64;
                     peer.quiet_since = self.turn;
                     peer.pinged = false;
                     trace!("#{}: {n} bytes in", peer.id);
@@ -331,7 +343,9 @@ impl Server {
             return;
         };
         // Whatever we still owe it (a Close reply, an HTTP answer) goes out first.
+        let before = peer.conn.outbox().pending();
         let _ = peer.transport.send(peer.conn.outbox_mut());
+        self.metrics.sent_bytes += (before - peer.conn.outbox().pending()) as u64;
         let why = match peer.conn.state() {
             State::Connecting => "closed before finishing its request",
             State::Open | State::CloseSent => {
@@ -398,6 +412,7 @@ impl Server {
                 let id = self.next_id;
                 self.next_id += 1;
                 self.open += 1;
+                self.metrics.opened(path);
                 let peer = &mut self.peers[key];
                 peer.id = id;
                 peer.path = path as u16;
@@ -434,12 +449,21 @@ impl Server {
                     );
                     routes::broadcast_busy()
                 } else {
-                    let n = self.publish(&feed::post_body(body));
+                    let n = self.publish(&feed::post_body(body), Source::Post);
                     info!(
                         "{addr}: POST /broadcast sent {} bytes to {n} client(s)",
                         body.len()
                     );
                     routes::broadcast_done(n)
+                }
+            }
+            Route::Metrics { head } => {
+                let text = self.metrics.render(&self.config.paths, Instant::now());
+                let response = Response::new(200, metrics::CONTENT_TYPE, text);
+                if head {
+                    response.head_only()
+                } else {
+                    response
                 }
             }
             Route::Respond(response) => {
@@ -450,6 +474,7 @@ impl Server {
                 // A WebSocket client turned away is the operator's business (it could
                 // not connect); other HTTP answers are routine.
                 if request.asks_websocket() {
+                    self.metrics.upgrade(response.status);
                     warn!(
                         "{}: WebSocket upgrade refused: {method} {path} -> {status}",
                         addr()
@@ -471,6 +496,7 @@ impl Server {
         let id = peer.id;
         match event {
             Event::Message(message) => {
+                self.metrics.messages_received += 1;
                 self.printer.print(id, &message);
                 self.app.on_message(id, message, &mut self.deliveries);
                 self.deliver(key);
@@ -484,6 +510,8 @@ impl Server {
                     debug!("#{id} answered our Close with {code}");
                     return;
                 }
+                let code = frame.as_ref().map_or(1005, |f| f.code.get());
+                self.metrics.closed(code, Closer::Client);
                 match frame {
                     Some(f) if f.reason.is_empty() => {
                         info!(
@@ -506,6 +534,8 @@ impl Server {
             }
             Event::Failed(error) => {
                 peer.announced = true;
+                self.metrics
+                    .closed(error.close_code().get(), Closer::Server);
                 warn!(
                     "#{id} ({}): {error}; closing with {}",
                     peer.name(),
@@ -524,6 +554,7 @@ impl Server {
                 Delivery::ToSender(message) => {
                     if let Some(peer) = self.peers.get_mut(from) {
                         if peer.conn.send_message(message) {
+                            self.metrics.messages_sent += 1;
                             peer.mark_dirty(from, &mut self.dirty);
                         }
                     }
@@ -540,6 +571,7 @@ impl Server {
                             batch.share()
                         });
                         if peer.conn.send_shared(frames) {
+                            self.metrics.messages_sent += 1;
                             peer.mark_dirty(key, &mut self.dirty);
                         }
                     }
@@ -564,10 +596,11 @@ impl Server {
 
     /// Queues one batch of broadcast frames on every open connection; returns how many
     /// got it. The bytes leave at the next flush, which also enforces `--max-backlog`.
-    fn publish(&mut self, frames: &Shared) -> usize {
+    fn publish(&mut self, frames: &Shared, source: Source) -> usize {
         let n = self
             .hub
             .publish(self.peers.iter_mut().map(|(_, peer)| peer), frames);
+        self.metrics.broadcast(source, frames.messages(), n);
         self.flush_all |= n > 0;
         n
     }
@@ -581,8 +614,13 @@ impl Server {
 
     /// Reads standard input while it has data and the clients keep up.
     fn read_stdin(&mut self) {
-        while !self.everyone_behind() {
-            let Some(stdin) = &mut self.stdin else {
+        loop {
+            if self.stdin.is_none() {
+                return;
+            }
+            let behind = self.everyone_behind();
+            self.metrics.stdin_paused(behind, Instant::now());
+            let Some(stdin) = self.stdin.as_mut().filter(|_| !behind) else {
                 return;
             };
             let mut items = std::mem::take(&mut self.items);
@@ -590,7 +628,7 @@ impl Server {
             for item in items.drain(..) {
                 match item {
                     Item::Frames(frames) => {
-                        self.publish(&frames);
+                        self.publish(&frames, Source::Stdin);
                     }
                     Item::Command(line) => self.on_command(&line),
                 }
@@ -622,7 +660,7 @@ impl Server {
             Command::Broadcast(message) => {
                 let mut frames = Frames::new();
                 feed::push_message(&mut frames, message);
-                self.publish(&frames.share());
+                self.publish(&frames.share(), Source::Stdin);
             }
             Command::Exit => self.begin_shutdown(),
             Command::Help => eprintln!("{HELP}"),
@@ -631,6 +669,7 @@ impl Server {
                 Some(key) => {
                     let peer = &mut self.peers[key];
                     if peer.conn.send(MessageKind::Text, text.as_bytes()) {
+                        self.metrics.messages_sent += 1;
                         peer.mark_dirty(key, &mut self.dirty);
                     } else {
                         eprintln!("#{id} is closing; nothing sent");
@@ -693,6 +732,7 @@ impl Server {
             return;
         };
         if peer.conn.close(code, reason) {
+            self.metrics.closed(code.get(), Closer::Server);
             info!("#{} ({}) closing with {code}", peer.id, peer.name());
             peer.announced = true;
             let deadline = peer.expire_at(self.epoch, Instant::now() + CLOSE_TIMEOUT);
@@ -828,7 +868,10 @@ impl Server {
             return;
         };
         let token = Token(key + FIRST_PEER);
-        match peer.flush(self.poll.registry(), token) {
+        let before = peer.conn.outbox().pending();
+        let flushed = peer.flush(self.poll.registry(), token);
+        self.metrics.sent_bytes += (before - peer.conn.outbox().pending()) as u64;
+        match flushed {
             Ok(Flush::Done) => {
                 if peer.read_paused {
                     peer.read_paused = false;
@@ -865,6 +908,7 @@ impl Server {
                 // (§7.4.1 "a message that violates its policy"), behind the frame in
                 // flight; if it cannot even take that, the close deadline drops it.
                 peer.conn.outbox_mut().drop_unstarted();
+                self.metrics.slow_dropped += 1;
                 match peer.conn.state() {
                     State::Open => self.close_peer(key, CloseCode::POLICY_VIOLATION, "too slow"),
                     _ => self.drop_peer(key, "too slow while closing"),
@@ -887,6 +931,10 @@ impl Server {
         peer.transport.deregister(self.poll.registry());
         if peer.id != 0 {
             self.open -= 1;
+            self.metrics.gone(usize::from(peer.path));
+            if !peer.announced {
+                self.metrics.closed(1006, Closer::Neither);
+            }
             if peer.announced {
                 debug!("#{} disconnected: {why}", peer.id);
             } else {

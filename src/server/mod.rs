@@ -15,10 +15,12 @@
 //! retried, unknown tokens and spurious events are ignored, and `WRITABLE` interest is
 //! registered only while a connection has output the kernel would not take.
 
+mod activation;
 mod console;
 mod event_loop;
 mod feed;
 mod hub;
+mod metrics;
 mod peer;
 mod routes;
 mod timer;

@@ -13,6 +13,8 @@
 //! | `GET /` | the browser client page |
 //! | a WebSocket upgrade on another path (`/` included) | 404 naming the WebSocket paths |
 //! | `POST /broadcast` | [`Route::Broadcast`], answered with the recipient count (503 while every client is behind) |
+//! | `GET /metrics` | [`Route::Metrics`]: the Prometheus text format |
+//! | `GET /healthz` | `200 ok` |
 //! | other method on a known path | 405 |
 //! | anything else | 404 |
 
@@ -36,6 +38,11 @@ pub enum Route {
     /// recipients ([`broadcast_done`]) or, while every client is behind, 503
     /// ([`broadcast_busy`]).
     Broadcast,
+    /// Answer with the metrics ([`super::metrics`]); `head`: the headers only.
+    Metrics {
+        /// The request is a `HEAD`.
+        head: bool,
+    },
     /// Answer with this and close.
     Respond(Response),
 }
@@ -112,6 +119,15 @@ pub fn route(request: &Request, cx: RouteContext<'_>) -> Route {
             Response::text(405, "only GET is served here").header("Allow", "GET, HEAD"),
         ),
         ("/broadcast", "POST") => Route::Broadcast,
+        ("/metrics", "GET" | "HEAD") => Route::Metrics {
+            head: method == "HEAD",
+        },
+        // Nothing can be down yet: a backplane, once there is one, is what can fail.
+        ("/healthz", "GET") => Route::Respond(Response::text(200, "ok")),
+        ("/healthz", "HEAD") => Route::Respond(Response::text(200, "ok").head_only()),
+        ("/metrics" | "/healthz", _) => Route::Respond(
+            Response::text(405, "only GET is served here").header("Allow", "GET, HEAD"),
+        ),
         ("/broadcast", _) => Route::Respond(
             Response::text(405, "POST a message body here to send it to every client")
                 .header("Allow", "POST"),

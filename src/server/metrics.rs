@@ -1,0 +1,315 @@
+//! What `GET /metrics` reports: counters kept by the loop as things happen, rendered in
+//! the Prometheus text exposition format, version 0.0.4.
+//!
+//! Every figure is kept as it changes (a connection opening, a message arriving, a
+//! batch of broadcast frames queued), so rendering costs the same with 10 or 10,000
+//! clients: nothing here walks the connection table. Counters only go up; the one gauge
+//! is the open connections per path. Names follow the Prometheus conventions:
+//! `wscast_` prefix, base units (bytes, seconds), `_total` on counters.
+//!
+//! | family | kind | labels |
+//! | --- | --- | --- |
+//! | `wscast_connections` | gauge | `path` |
+//! | `wscast_upgrades_total` | counter | `status` (101: accepted; else the refusal) |
+//! | `wscast_closes_total` | counter | `code`, `by` (`client`, `server`, `none`) |
+//! | `wscast_messages_received_total`, `wscast_messages_sent_total` | counter | |
+//! | `wscast_received_bytes_total`, `wscast_sent_bytes_total` | counter | |
+//! | `wscast_broadcasts_total` | counter | `source` (`stdin`, `post`) |
+//! | `wscast_slow_clients_dropped_total` | counter | |
+//! | `wscast_stdin_paused_seconds_total` | counter | |
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// The `Content-Type` of the text format (Prometheus "exposition formats", 0.0.4).
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Who ended a connection with a close code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Closer {
+    /// The client sent a Close first.
+    Client,
+    /// The server sent a Close first (a `/close`, shutdown, a slow client, a protocol
+    /// error: the code says which).
+    Server,
+    /// No closing handshake at all: the connection was lost, or dropped silent (1006).
+    Neither,
+}
+
+/// Where a broadcast came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Source {
+    /// A line of standard input.
+    Stdin,
+    /// A `POST /broadcast` body.
+    Post,
+}
+
+/// The counters. Fields the loop bumps on its hot paths are plain integers.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open WebSocket connections, by path index.
+    open: Vec<u64>,
+    /// Upgrade requests on a WebSocket path, by the status they got.
+    upgrades: BTreeMap<u16, u64>,
+    /// Closing handshakes started, by code and by who started them; a connection gone
+    /// without one counts as 1006 (RFC 6455 §7.1.5), by neither.
+    closes: BTreeMap<(u16, Closer), u64>,
+    /// Data messages received from clients.
+    pub messages_received: u64,
+    /// Data messages queued for clients (each recipient counts).
+    pub messages_sent: u64,
+    /// Bytes read from sockets.
+    pub received_bytes: u64,
+    /// Bytes written to sockets.
+    pub sent_bytes: u64,
+    /// Broadcast messages, by source.
+    broadcasts: BTreeMap<Source, u64>,
+    /// Clients dropped for falling `--max-backlog` behind.
+    pub slow_dropped: u64,
+    /// Time stdin spent paused, not counting a pause still under way.
+    paused: Duration,
+    /// When the pause under way began.
+    paused_since: Option<Instant>,
+}
+
+impl Metrics {
+    /// Counters at zero for a server with `paths` WebSocket endpoints.
+    pub fn new(paths: usize) -> Metrics {
+        Metrics {
+            open: vec![0; paths],
+            ..Metrics::default()
+        }
+    }
+
+    /// A connection upgraded on path index `path`.
+    pub fn opened(&mut self, path: usize) {
+        self.upgrade(101);
+        if let Some(open) = self.open.get_mut(path) {
+            *open += 1;
+        }
+    }
+
+    /// A connection on path index `path` is gone.
+    pub fn gone(&mut self, path: usize) {
+        if let Some(open) = self.open.get_mut(path) {
+            *open = open.saturating_sub(1);
+        }
+    }
+
+    /// An upgrade request was answered with `status`.
+    pub fn upgrade(&mut self, status: u16) {
+        *self.upgrades.entry(status).or_default() += 1;
+    }
+
+    /// A closing handshake with `code` was started by `by`.
+    pub fn closed(&mut self, code: u16, by: Closer) {
+        *self.closes.entry((code, by)).or_default() += 1;
+    }
+
+    /// A broadcast of `messages` messages from `source` went to `recipients` clients.
+    pub fn broadcast(&mut self, source: Source, messages: usize, recipients: usize) {
+        *self.broadcasts.entry(source).or_default() += messages as u64;
+        self.messages_sent += (messages * recipients) as u64;
+    }
+
+    /// Whether stdin is paused now; called whenever the loop decides.
+    pub fn stdin_paused(&mut self, paused: bool, now: Instant) {
+        match (paused, self.paused_since) {
+            (true, None) => self.paused_since = Some(now),
+            (false, Some(since)) => {
+                self.paused += now.saturating_duration_since(since);
+                self.paused_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// The text format, for `paths` (the WebSocket endpoints, by index), as of `now`.
+    pub fn render(&self, paths: &[String], now: Instant) -> String {
+        let mut out = String::with_capacity(2048);
+        family(
+            &mut out,
+            "wscast_connections",
+            "gauge",
+            "Open WebSocket connections, by path.",
+        );
+        for (path, open) in paths.iter().zip(&self.open) {
+            let _ = writeln!(
+                out,
+                "wscast_connections{{path=\"{}\"}} {open}",
+                escape(path)
+            );
+        }
+        family(
+            &mut out,
+            "wscast_upgrades_total",
+            "counter",
+            "WebSocket upgrade requests, by the HTTP status they got (101: accepted).",
+        );
+        for (status, n) in &self.upgrades {
+            let _ = writeln!(out, "wscast_upgrades_total{{status=\"{status}\"}} {n}");
+        }
+        family(
+            &mut out,
+            "wscast_closes_total",
+            "counter",
+            "Connections closed, by close code and by who started the closing handshake \
+             (1006, by none: gone without one).",
+        );
+        for ((code, by), n) in &self.closes {
+            let by = match by {
+                Closer::Client => "client",
+                Closer::Server => "server",
+                Closer::Neither => "none",
+            };
+            let _ = writeln!(
+                out,
+                "wscast_closes_total{{code=\"{code}\",by=\"{by}\"}} {n}"
+            );
+        }
+        let simple: [(&str, &str, u64); 5] = [
+            (
+                "wscast_messages_received_total",
+                "Data messages received from clients.",
+                self.messages_received,
+            ),
+            (
+                "wscast_messages_sent_total",
+                "Data messages queued for clients (a broadcast counts once per recipient).",
+                self.messages_sent,
+            ),
+            (
+                "wscast_received_bytes_total",
+                "Bytes read from client sockets.",
+                self.received_bytes,
+            ),
+            (
+                "wscast_sent_bytes_total",
+                "Bytes written to client sockets.",
+                self.sent_bytes,
+            ),
+            (
+                "wscast_slow_clients_dropped_total",
+                "Clients closed with 1008 for falling --max-backlog behind.",
+                self.slow_dropped,
+            ),
+        ];
+        for (name, help, value) in simple {
+            family(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        family(
+            &mut out,
+            "wscast_broadcasts_total",
+            "counter",
+            "Broadcast messages, by source.",
+        );
+        for source in [Source::Stdin, Source::Post] {
+            let n = self.broadcasts.get(&source).copied().unwrap_or(0);
+            let source = match source {
+                Source::Stdin => "stdin",
+                Source::Post => "post",
+            };
+            let _ = writeln!(out, "wscast_broadcasts_total{{source=\"{source}\"}} {n}");
+        }
+        let paused = self.paused
+            + self
+                .paused_since
+                .map_or(Duration::ZERO, |since| now.saturating_duration_since(since));
+        family(
+            &mut out,
+            "wscast_stdin_paused_seconds_total",
+            "counter",
+            "Seconds stdin was not read because every client was behind.",
+        );
+        let _ = writeln!(
+            out,
+            "wscast_stdin_paused_seconds_total {}",
+            paused.as_secs_f64()
+        );
+        out
+    }
+}
+
+/// The `# HELP` and `# TYPE` lines of a family.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A label value as the text format wants it: `\`, `"` and line feeds escaped.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_has_help_and_type_and_values_add_up() {
+        let mut m = Metrics::new(2);
+        m.opened(0);
+        m.opened(0);
+        m.opened(1);
+        m.gone(0);
+        m.upgrade(403);
+        m.closed(1000, Closer::Client);
+        m.closed(1008, Closer::Server);
+        m.closed(1000, Closer::Client);
+        m.closed(1006, Closer::Neither);
+        m.broadcast(Source::Stdin, 3, 2);
+        m.broadcast(Source::Post, 1, 2);
+        m.messages_received = 5;
+        let text = m.render(&["/ws".into(), "/a\"b".into()], Instant::now());
+        for line in [
+            "wscast_connections{path=\"/ws\"} 1",
+            "wscast_connections{path=\"/a\\\"b\"} 1",
+            "wscast_upgrades_total{status=\"101\"} 3",
+            "wscast_upgrades_total{status=\"403\"} 1",
+            "wscast_closes_total{code=\"1000\",by=\"client\"} 2",
+            "wscast_closes_total{code=\"1008\",by=\"server\"} 1",
+            "wscast_closes_total{code=\"1006\",by=\"none\"} 1",
+            "wscast_broadcasts_total{source=\"stdin\"} 3",
+            "wscast_broadcasts_total{source=\"post\"} 1",
+            "wscast_messages_sent_total 8",
+            "wscast_messages_received_total 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // Each family: HELP then TYPE, once.
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        assert_eq!(families.len(), 10, "{text}");
+        for family in families {
+            let name = family.split(' ').next().unwrap();
+            assert_eq!(
+                text.matches(&format!("# HELP {name} ")).count(),
+                1,
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn paused_seconds_include_a_pause_under_way() {
+        let mut m = Metrics::new(1);
+        let t0 = Instant::now();
+        m.stdin_paused(true, t0);
+        m.stdin_paused(true, t0 + Duration::from_secs(1));
+        m.stdin_paused(false, t0 + Duration::from_secs(2));
+        m.stdin_paused(true, t0 + Duration::from_secs(10));
+        let text = m.render(&["/ws".into()], t0 + Duration::from_millis(10_500));
+        assert!(
+            text.contains("wscast_stdin_paused_seconds_total 2.5\n"),
+            "{text}"
+        );
+    }
+}
