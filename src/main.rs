@@ -4,6 +4,7 @@
 
 use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use wscast::client;
 use wscast::server::{
-    self, Config, Mode, DEFAULT_LISTEN, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_MESSAGE, DEFAULT_PATH, DEFAULT_PING_INTERVAL_SECS,
+    self, Cidr, Config, Mode, PublishRule, DEFAULT_LISTEN, DEFAULT_MAX_BACKLOG,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE, DEFAULT_PATH, DEFAULT_PING_INTERVAL_SECS,
 };
 
 /// Every line on stdin goes to every WebSocket client; every client message is printed.
@@ -70,6 +71,14 @@ struct ServeArgs {
     /// Browsers must send one of these Origins (repeatable; default: any)
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
+    /// Who may POST /broadcast and GET /metrics without a token (repeatable) [default:
+    /// 127.0.0.0/8, ::1]
+    #[arg(long = "publish-allow", value_name = "CIDR")]
+    publish_allow: Vec<Cidr>,
+    /// A file holding a token: requests with `Authorization: Bearer <token>` may publish
+    /// from anywhere
+    #[arg(long, value_name = "FILE")]
+    publish_token_file: Option<PathBuf>,
     /// Every stdin line is a message, even one starting with '/'
     #[arg(long)]
     no_commands: bool,
@@ -189,6 +198,26 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
             return Err("--path /broadcast: that path is the HTTP broadcast endpoint".to_owned());
         }
     }
+    let mut publish = PublishRule::default();
+    if !args.publish_allow.is_empty() {
+        publish.allow = args.publish_allow;
+    }
+    if let Some(file) = &args.publish_token_file {
+        let bytes = std::fs::read(file)
+            .map_err(|e| format!("--publish-token-file {}: {e}", file.display()))?;
+        let token = bytes.trim_ascii_end();
+        if token.is_empty()
+            || token
+                .iter()
+                .any(|b| b.is_ascii_whitespace() || !b.is_ascii_graphic())
+        {
+            return Err(format!(
+                "--publish-token-file {}: the token must be one word of printable ASCII",
+                file.display()
+            ));
+        }
+        publish.token = Some(token.to_vec());
+    }
     let ping_interval = (args.ping_interval > 0).then(|| Duration::from_secs(args.ping_interval));
     let idle_timeout = Duration::from_secs(
         args.idle_timeout
@@ -208,6 +237,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         max_connections: args.max_connections,
         max_backlog: args.max_backlog,
         allow_origins: args.allow_origins,
+        publish,
         commands: !args.no_commands,
         exit_on_eof: args.exit_on_eof,
     })

@@ -407,7 +407,22 @@ impl Server {
             open: self.open,
             max_connections: self.config.max_connections,
         };
-        let response = match routes::route(request, cx) {
+        let mut route = routes::route(request, cx);
+        if matches!(route, Route::Broadcast | Route::Metrics { .. }) {
+            // Publishing (and reading the metrics) is the operator's: see `access`.
+            let peer = self.peers[key].transport.peer_ip();
+            let authorization = request.header("Authorization");
+            if let Err(why) = self.config.publish.check(peer, authorization) {
+                warn!(
+                    "{}: {} {} refused with 403: {why}",
+                    self.peers[key].name(),
+                    request.method,
+                    request.path
+                );
+                route = Route::Respond(Response::text(403, &format!("forbidden: {why}")));
+            }
+        }
+        let response = match route {
             Route::Upgrade { path, upgrade } => {
                 let id = self.next_id;
                 self.next_id += 1;

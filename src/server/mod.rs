@@ -15,6 +15,7 @@
 //! retried, unknown tokens and spurious events are ignored, and `WRITABLE` interest is
 //! registered only while a connection has output the kernel would not take.
 
+mod access;
 mod activation;
 mod console;
 mod event_loop;
@@ -30,6 +31,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use crate::app::Mode;
+pub use access::{Cidr, PublishRule};
 pub use event_loop::Server;
 
 /// Default `--listen`: loopback only, so a server started without options is not exposed
@@ -68,6 +70,8 @@ pub struct Config {
     pub max_backlog: usize,
     /// Allowed `Origin` values; empty means any.
     pub allow_origins: Vec<String>,
+    /// Who may `POST /broadcast` and `GET /metrics`.
+    pub publish: PublishRule,
     /// Whether lines starting with `/` are console commands.
     pub commands: bool,
     /// Shut down when standard input ends.
@@ -88,6 +92,7 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_backlog: DEFAULT_MAX_BACKLOG,
             allow_origins: Vec::new(),
+            publish: PublishRule::default(),
             commands: true,
             exit_on_eof: false,
         }

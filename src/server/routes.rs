@@ -14,6 +14,7 @@
 //! | a WebSocket upgrade on another path (`/` included) | 404 naming the WebSocket paths |
 //! | `POST /broadcast` | [`Route::Broadcast`], answered with the recipient count (503 while every client is behind) |
 //! | `GET /metrics` | [`Route::Metrics`]: the Prometheus text format |
+//! | `POST /broadcast`, `GET /metrics` from someone not allowed to publish | 403 (the loop asks [`super::access`]) |
 //! | `GET /healthz` | `200 ok` |
 //! | other method on a known path | 405 |
 //! | anything else | 404 |

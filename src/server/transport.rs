@@ -7,7 +7,7 @@
 //! while output is waiting that the kernel would not take (mio's rule).
 
 use std::io::{self, IoSlice, Read, Write};
-use std::net::Shutdown;
+use std::net::{IpAddr, Ipv4Addr, Shutdown};
 
 use log::debug;
 use mio::net::TcpStream;
@@ -115,6 +115,13 @@ impl Transport {
     /// Sends our FIN: nothing more will be written.
     pub fn shutdown_write(&mut self) {
         let _ = self.socket.shutdown(Shutdown::Write);
+    }
+
+    /// The address at the other end (unspecified if the socket no longer knows).
+    pub fn peer_ip(&self) -> IpAddr {
+        self.socket
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip())
     }
 
     /// Who is at the other end, for a log line (the socket knows; nobody keeps a copy).

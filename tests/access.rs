@@ -1,0 +1,134 @@
+//! SPEC "Access control", publishing: `POST /broadcast` and `GET /metrics` are accepted
+//! from `--publish-allow` ranges (default loopback) or with the bearer token of
+//! `--publish-token-file`; anything else gets 403, is logged with the peer's address,
+//! and sends nothing. Loopback is made "remote" by allowing another range.
+
+mod common;
+
+use common::{expect_text, header_value, http_exchange, Server, TIMEOUT};
+
+/// A `POST /broadcast` of `body`, with an `Authorization` header if given.
+fn post(server: &Server, body: &str, authorization: Option<&str>) -> (u16, String) {
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let request = format!(
+        "POST /broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, _, body) = http_exchange(&server.addr(), request.as_bytes());
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn get_metrics(server: &Server, authorization: Option<&str>) -> u16 {
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n");
+    http_exchange(&server.addr(), request.as_bytes()).0
+}
+
+/// A token file in the temp directory, unique to this test.
+fn token_file(name: &str, contents: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("wscast-{name}-{}.token", std::process::id()));
+    std::fs::write(&path, contents).expect("write the token file");
+    path
+}
+
+#[test]
+fn loopback_publishes_by_default() {
+    let mut server = Server::start(&[]);
+    let mut ws = server.client("/ws");
+    assert_eq!(
+        post(&server, "from loopback", None),
+        (200, "1\n".to_owned())
+    );
+    expect_text(&mut ws, "from loopback");
+    assert_eq!(get_metrics(&server, None), 200);
+}
+
+#[test]
+fn outside_the_allowed_ranges_only_the_right_bearer_token_publishes() {
+    let file = token_file("remote", "s3cret-token\n");
+    let file = file.to_str().unwrap();
+    let mut server = Server::start(&[
+        "--publish-allow",
+        "10.0.0.0/8",
+        "--publish-allow",
+        "fd00::/8",
+        "--publish-token-file",
+        file,
+    ]);
+    let mut ws = server.client("/ws");
+    let refused: &[(&str, Option<&str>)] = &[
+        ("no token", None),
+        ("wrong token", Some("Bearer s3cret-tokex")),
+        ("a prefix of the token", Some("Bearer s3cret")),
+        ("the token in another scheme", Some("Basic s3cret-token")),
+        ("the token alone", Some("s3cret-token")),
+    ];
+    for (name, authorization) in refused {
+        let (status, body) = post(&server, name, *authorization);
+        assert_eq!(status, 403, "{name}: {body}");
+        assert!(body.starts_with("forbidden: "), "{name}: {body:?}");
+        assert_eq!(
+            get_metrics(&server, *authorization),
+            403,
+            "{name}: /metrics"
+        );
+    }
+    let line = server.wait_for_log("refused with 403", TIMEOUT);
+    assert!(line.contains("127.0.0.1:"), "no peer address: {line}");
+    // The right token: sent, and the client gets it as the first message, so none of the
+    // refused bodies reached it.
+    assert_eq!(
+        post(&server, "with the token", Some("Bearer s3cret-token")),
+        (200, "1\n".to_owned())
+    );
+    expect_text(&mut ws, "with the token");
+    assert_eq!(get_metrics(&server, Some("Bearer s3cret-token")), 200);
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn without_a_token_file_a_remote_publisher_is_refused_and_told_why() {
+    let server = Server::start(&["--publish-allow", "192.0.2.0/24"]);
+    let (status, body) = post(&server, "x", Some("Bearer anything"));
+    assert_eq!(status, 403);
+    assert!(body.contains("--publish-token-file"), "{body:?}");
+    let (status, body) = post(&server, "x", None);
+    assert_eq!(status, 403);
+    assert!(body.contains("--publish-allow"), "{body:?}");
+    // Everything else on the port is not the operator's alone.
+    let (status, head, _) =
+        http_exchange(&server.addr(), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    assert_eq!(status, 200, "{head}");
+    assert!(header_value(&head, "Content-Type").is_some());
+}
+
+#[test]
+fn bad_publish_flags_exit_2_before_listening() {
+    let missing = std::env::temp_dir().join("wscast-no-such-token-file");
+    let empty = token_file("empty", "\n");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--publish-allow", "10.0.0.0/33"], "prefix length"),
+        (&["--publish-allow", "example.com"], "not an IP address"),
+        (
+            &["--publish-token-file", missing.to_str().unwrap()],
+            "--publish-token-file",
+        ),
+        (
+            &["--publish-token-file", empty.to_str().unwrap()],
+            "printable ASCII",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wscast"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(*args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run wscast");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("listening on"), "{args:?}: {stderr}");
+    }
+    let _ = std::fs::remove_file(empty);
+}
