@@ -38,6 +38,12 @@ enum Command {
         /// Largest message accepted from the server; larger ones close with 1009
         #[arg(long, value_name = "BYTES", default_value_t = client::DEFAULT_MAX_MESSAGE)]
         max_message: usize,
+        /// A header line for the opening handshake, 'Name: value' (repeatable)
+        #[arg(long = "header", value_name = "HEADER")]
+        headers: Vec<String>,
+        /// Send 'Authorization: Bearer TOKEN' with the opening handshake
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
     },
 }
 
@@ -119,8 +125,14 @@ enum LogLevel {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Connect { url, max_message }) = cli.command {
-        return connect(&url, max_message);
+    if let Some(Command::Connect {
+        url,
+        max_message,
+        headers,
+        token,
+    }) = cli.command
+    {
+        return connect(&url, max_message, &headers, token);
     }
     let args = cli.serve;
     init_logging(args.log_level, args.log_format);
@@ -164,8 +176,36 @@ fn raise_fd_limit(max_connections: usize) {
 }
 
 /// `wscast connect`: its reports are plain stderr lines, not logs.
-fn connect(url: &str, max_message: usize) -> ExitCode {
-    match client::run(url, &client::Options { max_message }) {
+fn connect(
+    url: &str,
+    max_message: usize,
+    header_args: &[String],
+    token: Option<String>,
+) -> ExitCode {
+    let mut headers = Vec::new();
+    for arg in header_args {
+        let Some((name, value)) = arg.split_once(':') else {
+            eprintln!("wscast connect: --header {arg:?}: expected 'Name: value'");
+            return ExitCode::from(2);
+        };
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+    if let Some(token) = token {
+        headers.push(("Authorization".to_owned(), format!("Bearer {token}")));
+    }
+    for (name, value) in &headers {
+        if let Err(e) = wscast::protocol::handshake::check_extra_header(name, value) {
+            eprintln!("wscast connect: --header: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    match client::run(
+        url,
+        &client::Options {
+            max_message,
+            headers,
+        },
+    ) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wscast connect: {e}");

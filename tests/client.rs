@@ -321,3 +321,90 @@ fn a_connection_lost_without_a_close_exits_non_zero() {
     assert_eq!(client.wait_exit().code(), Some(1));
     client.wait_for_stderr("without a Close frame (1006)");
 }
+
+#[test]
+fn section_5_5_1_messages_after_our_close_are_still_printed() {
+    // §5.5.1: after sending a Close, an endpoint may still receive data until the
+    // peer's Close comes. A server that answers a line only after the client's Close
+    // (an echo server whose reply crosses the Close on the wire) must still be heard.
+    let url = fake_server(move |mut stream| {
+        let line = common::read_frame(&mut stream).unwrap();
+        let close = common::read_frame(&mut stream).unwrap();
+        assert_eq!((line.opcode, close.opcode), (0x1, 0x8));
+        stream
+            .write_all(&common::frame(true, 0, 0x1, None, &line.payload))
+            .unwrap();
+        stream
+            .write_all(&common::frame(true, 0, 0x8, None, &close.payload))
+            .unwrap();
+    });
+    let mut client = Client::start(&url);
+    client.wait_for_stderr("connected to ws://");
+    client.type_line(b"q");
+    client.close_stdin();
+    assert_eq!(client.stdout_line(), "q");
+    assert!(client.wait_exit().success());
+}
+
+#[test]
+fn header_and_token_go_into_the_opening_handshake() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            stream.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        tx.send(String::from_utf8(head).unwrap()).unwrap();
+        // Refuse it: the client reports the status and exits.
+        let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wscast"))
+        .args([
+            "connect",
+            &url,
+            "--header",
+            "X-Trace: abc 1",
+            "--token",
+            "t0ken",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let head = rx.recv_timeout(TIMEOUT).unwrap();
+    let head = format!("HTTP/1.1 000 x\r\n{head}");
+    assert_eq!(
+        common::header_value(&head, "X-Trace").as_deref(),
+        Some("abc 1")
+    );
+    assert_eq!(
+        common::header_value(&head, "Authorization").as_deref(),
+        Some("Bearer t0ken")
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(stderr.contains("401"), "{stderr}");
+
+    // A header that would break the request, or take over the handshake's own: exit 2.
+    for bad in ["no colon", "Bad Name: x", "Host: elsewhere", "Upgrade: h2c"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wscast"))
+            .args(["connect", "ws://127.0.0.1:9/ws", "--header", bad])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+    }
+}

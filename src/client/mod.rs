@@ -67,12 +67,16 @@ const MAX_EXPLANATION: usize = 1024;
 pub struct Options {
     /// Largest message accepted from the server.
     pub max_message: usize,
+    /// Further header lines for the opening handshake (`--header`, `--token`), each
+    /// checked with [`handshake::check_extra_header`].
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Options {
         Options {
             max_message: DEFAULT_MAX_MESSAGE,
+            headers: Vec::new(),
         }
     }
 }
@@ -134,7 +138,7 @@ impl std::error::Error for ClientError {}
 /// Close went unanswered in time); the error says what went wrong otherwise.
 pub fn run(url: &str, options: &Options) -> Result<(), ClientError> {
     let url = WsUrl::parse(url).map_err(ClientError::Url)?;
-    let (stream, early) = open(&url)?;
+    let (stream, early) = open(&url, &options.headers)?;
 
     // §10.3: masking keys must be unpredictable; the protocol derives them from this seed.
     let seed = u64::from_le_bytes(entropy());
@@ -377,7 +381,7 @@ fn describe_close(frame: Option<&CloseFrame>, started_by_server: bool) -> String
 
 /// Connects and performs the opening handshake (§4.1); returns the socket and any bytes
 /// that arrived behind the server's response (frames already).
-fn open(url: &WsUrl) -> Result<(TcpStream, Vec<u8>), ClientError> {
+fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<(TcpStream, Vec<u8>), ClientError> {
     let target = format!("{}:{}", url.connect_host(), url.port);
     let connect_error = |error| ClientError::Connect {
         target: target.clone(),
@@ -406,7 +410,7 @@ fn open(url: &WsUrl) -> Result<(TcpStream, Vec<u8>), ClientError> {
 
     // §4.1: "a randomly selected 16-byte value that has been base64-encoded".
     let key = handshake::client_key(&entropy());
-    let request = handshake::client_request(&url.host_header(), &url.resource, &key);
+    let request = handshake::client_request_with(&url.host_header(), &url.resource, &key, headers);
     stream.write_all(&request).map_err(io_error)?;
 
     let mut response = Vec::new();

@@ -249,22 +249,66 @@ pub fn client_key(nonce: &[u8; 16]) -> String {
 
 /// The client's opening handshake (§4.1) for `path` on `host`, with `key` from [`client_key`].
 pub fn client_request(host: &str, path: &str, key: &str) -> Vec<u8> {
+    client_request_with(host, path, key, &[])
+}
+
+/// [`client_request`] with further header lines (an `Authorization`, say). §4.1: "The
+/// request MAY include any other header fields". The caller checks them (see
+/// [`check_extra_header`]).
+pub fn client_request_with(
+    host: &str,
+    path: &str,
+    key: &str,
+    extra: &[(String, String)],
+) -> Vec<u8> {
     // §4.1: "The method of the request MUST be GET, and the HTTP version MUST be at least
     // 1.1." ... "The request MUST contain a |Host| header field" ... "an |Upgrade| header
     // field whose value MUST include the "websocket" keyword" ... "a |Connection| header
     // field whose value MUST include the "Upgrade" token" ... "a header field with the name
     // |Sec-WebSocket-Key|" ... "a header field with the name |Sec-WebSocket-Version|. The
     // value of this header field MUST be 13."
-    format!(
+    let mut request = format!(
         "GET {path} HTTP/1.1\r\n\
          Host: {host}\r\n\
          Upgrade: websocket\r\n\
          Connection: Upgrade\r\n\
          Sec-WebSocket-Key: {key}\r\n\
-         Sec-WebSocket-Version: {WEBSOCKET_VERSION}\r\n\
-         \r\n"
+         Sec-WebSocket-Version: {WEBSOCKET_VERSION}\r\n"
     )
-    .into_bytes()
+    .into_bytes();
+    for (name, value) in extra {
+        request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    request
+}
+
+/// Whether `name: value` may be added to a client's opening handshake: a header name
+/// is a token (RFC 9110 §5.1), a value has no CR, LF or NUL (§5.5), and the headers the
+/// handshake itself sets (§4.1) are not for the caller to set.
+pub fn check_extra_header(name: &str, value: &str) -> Result<(), String> {
+    const TCHAR: &str = "!#$%&'*+-.^_`|~";
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || TCHAR.contains(c))
+    {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    if value.contains(['\r', '\n', '\0']) {
+        return Err(format!("the value of {name} has a line break or NUL"));
+    }
+    let own = [
+        "Host",
+        "Upgrade",
+        "Connection",
+        "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version",
+    ];
+    if own.iter().any(|o| o.eq_ignore_ascii_case(name)) {
+        return Err(format!("{name} is set by the opening handshake itself"));
+    }
+    Ok(())
 }
 
 /// Why a client must not treat the server's answer as an accepted handshake (§4.1).
@@ -416,6 +460,38 @@ mod tests {
     /// §1.3's key and the accept value the RFC computes from it.
     const SECTION_1_3_KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
     const SECTION_1_3_ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+    #[test]
+    fn section_4_1_extra_headers_are_added_and_checked() {
+        let extra = [("Authorization".to_owned(), "Bearer abc".to_owned())];
+        let request = client_request_with("h", "/ws", SECTION_1_3_KEY, &extra);
+        let req = parse(std::str::from_utf8(&request).unwrap());
+        assert_eq!(req.header("authorization"), Some("Bearer abc"));
+        assert!(
+            check_upgrade(&req).is_ok(),
+            "still a valid §4.2.1 handshake"
+        );
+        assert_eq!(
+            client_request_with("h", "/ws", SECTION_1_3_KEY, &[]),
+            client_request("h", "/ws", SECTION_1_3_KEY)
+        );
+        let table: &[(&str, &str, bool)] = &[
+            ("Authorization", "Bearer x", true),
+            ("X-Trace-Id", "", true),
+            ("Bad Name", "x", false),
+            ("", "x", false),
+            ("X-Split", "a\r\nHost: evil", false),
+            ("host", "other", false),
+            ("Sec-WebSocket-Key", "x", false),
+        ];
+        for &(name, value, ok) in table {
+            assert_eq!(
+                check_extra_header(name, value).is_ok(),
+                ok,
+                "{name}: {value:?}"
+            );
+        }
+    }
 
     #[test]
     fn section_1_3_accept_key() {
