@@ -15,7 +15,8 @@ use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 use wscast::client;
 use wscast::server::{
     self, Cidr, Config, Mode, PublishRule, DEFAULT_LISTEN, DEFAULT_MAX_BACKLOG,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE, DEFAULT_PATH, DEFAULT_PING_INTERVAL_SECS,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_RATE, DEFAULT_PATH,
+    DEFAULT_PING_INTERVAL_SECS,
 };
 
 /// Every line on stdin goes to every WebSocket client; every client message is printed.
@@ -91,6 +92,10 @@ struct ServeArgs {
     /// Shut down when stdin ends (default: keep serving)
     #[arg(long)]
     exit_on_eof: bool,
+    /// Most messages per second a client may send, with a burst of twice as many; over
+    /// it the client is closed with 1008; 0 = no limit [default: 100, none in echo mode]
+    #[arg(long, value_name = "MSGS/S")]
+    max_rate: Option<u32>,
     /// Log level on stderr
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     log_level: LogLevel,
@@ -280,6 +285,11 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         publish,
         commands: !args.no_commands,
         exit_on_eof: args.exit_on_eof,
+        max_rate: match (args.max_rate, args.mode) {
+            (Some(0), _) | (None, ModeArg::Echo) => None,
+            (Some(rate), _) => Some(rate),
+            (None, _) => Some(DEFAULT_MAX_RATE),
+        },
     })
 }
 

@@ -132,3 +132,63 @@ fn bad_publish_flags_exit_2_before_listening() {
     }
     let _ = std::fs::remove_file(empty);
 }
+
+#[test]
+fn a_client_over_max_rate_is_closed_with_1008_and_the_others_go_on() {
+    use common::client_frame;
+    use std::io::Write;
+    let mut server = Server::start(&["--mode", "chat"]);
+    let mut calm = server.client("/ws");
+    let mut flood = server.raw_client("/ws");
+    expect_text(&mut calm, "#2 is now connected");
+    // 10,000 messages as fast as the socket takes them: over 100/s with a burst of 200.
+    let frame = client_frame(0x1, b"spam");
+    let writer = {
+        let mut w = flood.try_clone().unwrap();
+        std::thread::spawn(move || {
+            for _ in 0..10_000 {
+                if w.write_all(&frame).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let started = std::time::Instant::now();
+    // Its own relays come first; then the Close.
+    let code = loop {
+        match common::read_frame(&mut flood) {
+            Ok(f) if f.opcode == 0x8 => break u16::from_be_bytes([f.payload[0], f.payload[1]]),
+            Ok(_) => continue,
+            Err(e) => panic!("no Close before the end: {e}"),
+        }
+    };
+    assert_eq!(code, 1008);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let line = server.wait_for_log("--max-rate", TIMEOUT);
+    assert!(line.contains("#2"), "{line}");
+    let _ = writer.join();
+    // The calm client got exactly the burst of relays, then the notice, and goes on.
+    let mut relays = 0;
+    loop {
+        match common::read_message(&mut calm) {
+            tungstenite::Message::Text(t) if t.as_str() == "#2 said: spam" => relays += 1,
+            tungstenite::Message::Text(t) if t.as_str() == "#2 disconnected" => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(relays, 200);
+    calm.send(tungstenite::Message::text("still here")).unwrap();
+    expect_text(&mut calm, "#1 said: still here");
+}
+
+#[test]
+fn echo_mode_has_no_rate_limit_unless_asked() {
+    let mut server = Server::start(&["--mode", "echo"]);
+    let mut ws = server.client("/ws");
+    for i in 0..1000 {
+        ws.send(tungstenite::Message::text(format!("{i}"))).unwrap();
+    }
+    for i in 0..1000 {
+        expect_text(&mut ws, &format!("{i}"));
+    }
+}

@@ -32,7 +32,10 @@ use super::console::{self, Command, Printer, HELP};
 use super::feed::{self, Item, Progress, StdinFeed};
 use super::hub::Hub;
 use super::metrics::{self, Closer, Metrics, Source};
-use super::peer::{Due, Keepalive, Peer, HEAD_TIMEOUT};
+use super::peer::{
+    Due, Keepalive, Peer, ANNOUNCED, DIRTY, FIN_SENT, HEAD_TIMEOUT, MEMBER, MUTED, PINGED,
+    READ_PAUSED,
+};
 use super::routes::{self, Route, RouteContext};
 use super::timer::{Millis, Timer};
 use super::transport::{Flush, Transport};
@@ -309,15 +312,18 @@ impl Server {
             // A client that does not read what it provokes (echoes, pongs) is not read
             // either: TCP then pushes back on it, and its queue stays bounded.
             if peer.conn.outbox().pending() > self.config.max_backlog {
-                peer.read_paused = true;
+                peer.flags.set(READ_PAUSED, true);
                 return;
             }
             match peer.transport.read(&mut self.read_buf) {
                 Ok(0) => return self.on_eof(key),
                 Ok(n) => {
                     self.metrics.received_bytes += n as u64;
+                    if let Some(rate) = self.config.max_rate {
+                        peer.refill(self.turn, rate);
+                    }
                     peer.quiet_since = self.turn;
-                    peer.pinged = false;
+                    peer.flags.set(PINGED, false);
                     trace!("#{}: {n} bytes in", peer.id);
                     let buf = std::mem::take(&mut self.read_buf);
                     self.on_input(key, &buf[..n]);
@@ -431,7 +437,7 @@ impl Server {
                 let peer = &mut self.peers[key];
                 peer.id = id;
                 peer.path = path as u16;
-                peer.member = true;
+                peer.flags.set(MEMBER, true);
                 peer.conn.accept(&upgrade);
                 info!(
                     "#{id} connected from {} to {}",
@@ -511,6 +517,28 @@ impl Server {
         let id = peer.id;
         match event {
             Event::Message(message) => {
+                if peer.flags.get(MUTED) {
+                    return;
+                }
+                if let Some(rate) = self.config.max_rate {
+                    if !peer.take_message() {
+                        // Policy, §7.4.1 1008: the rest of what it sends is not acted on,
+                        // so the console and the other clients see at most its burst.
+                        peer.flags.set(MUTED, true);
+                        warn!(
+                            "#{id} ({}) sent more than --max-rate ({rate} messages/s, \
+                             bursts of {}); closing with 1008",
+                            peer.name(),
+                            2 * u64::from(rate)
+                        );
+                        self.close_peer(
+                            key,
+                            CloseCode::POLICY_VIOLATION,
+                            "message rate over --max-rate",
+                        );
+                        return;
+                    }
+                }
                 self.metrics.messages_received += 1;
                 self.printer.print(id, &message);
                 self.app.on_message(id, message, &mut self.deliveries);
@@ -518,7 +546,7 @@ impl Server {
             }
             Event::Pong(_) => trace!("#{id}: pong"),
             Event::Close(frame) => {
-                peer.announced = true;
+                peer.flags.set(ANNOUNCED, true);
                 if peer.conn.state() == State::Closed {
                     // The reply to a Close we sent (§7.1.2): the handshake is complete.
                     let code = frame.map_or(1005, |f| f.code.get());
@@ -548,7 +576,7 @@ impl Server {
                 }
             }
             Event::Failed(error) => {
-                peer.announced = true;
+                peer.flags.set(ANNOUNCED, true);
                 self.metrics
                     .closed(error.close_code().get(), Closer::Server);
                 warn!(
@@ -577,7 +605,7 @@ impl Server {
                 Delivery::ToGroup { to, text } => {
                     let mut frames: Option<Shared> = None;
                     for (key, peer) in self.peers.iter_mut() {
-                        if !peer.member || !self.app.reaches(&to, peer.id) {
+                        if !peer.flags.get(MEMBER) || !self.app.reaches(&to, peer.id) {
                             continue;
                         }
                         let frames = frames.get_or_insert_with(|| {
@@ -602,8 +630,8 @@ impl Server {
         let Some(peer) = self.peers.get_mut(key) else {
             return;
         };
-        if peer.member && !peer.conn.can_send() {
-            peer.member = false;
+        if peer.flags.get(MEMBER) && !peer.conn.can_send() {
+            peer.flags.set(MEMBER, false);
             self.app.on_leave(peer.id, &mut self.deliveries);
             self.deliver(key);
         }
@@ -749,7 +777,7 @@ impl Server {
         if peer.conn.close(code, reason) {
             self.metrics.closed(code.get(), Closer::Server);
             info!("#{} ({}) closing with {code}", peer.id, peer.name());
-            peer.announced = true;
+            peer.flags.set(ANNOUNCED, true);
             let deadline = peer.expire_at(self.epoch, Instant::now() + CLOSE_TIMEOUT);
             self.next_tick = self.next_tick.min(deadline);
             peer.mark_dirty(key, &mut self.dirty);
@@ -820,7 +848,7 @@ impl Server {
                 Due::Ping => {
                     if peer.conn.ping(b"wscast") {
                         trace!("#{}: ping", peer.id);
-                        peer.pinged = true;
+                        peer.flags.set(PINGED, true);
                         peer.quiet_since = Millis::at(self.epoch, now);
                         peer.mark_dirty(key, &mut self.dirty);
                         next = next.min(now + keepalive.idle_timeout);
@@ -851,14 +879,22 @@ impl Server {
             if std::mem::take(&mut self.flush_all) {
                 // Every key is below the slab's capacity; walking them allocates nothing.
                 for key in 0..self.peers.capacity() {
-                    if self.peers.get(key).is_some_and(|peer| peer.dirty) {
+                    if self
+                        .peers
+                        .get(key)
+                        .is_some_and(|peer| peer.flags.get(DIRTY))
+                    {
                         self.flush_peer(key, &mut resume);
                     }
                 }
             }
             let mut dirty = std::mem::take(&mut self.dirty);
             for key in dirty.drain(..) {
-                if self.peers.get(key).is_some_and(|peer| peer.dirty) {
+                if self
+                    .peers
+                    .get(key)
+                    .is_some_and(|peer| peer.flags.get(DIRTY))
+                {
                     self.flush_peer(key, &mut resume);
                 }
             }
@@ -888,8 +924,8 @@ impl Server {
         self.metrics.sent_bytes += (before - peer.conn.outbox().pending()) as u64;
         match flushed {
             Ok(Flush::Done) => {
-                if peer.read_paused {
-                    peer.read_paused = false;
+                if peer.flags.get(READ_PAUSED) {
+                    peer.flags.set(READ_PAUSED, false);
                     resume.push(key);
                     return;
                 }
@@ -901,12 +937,12 @@ impl Server {
                     self.drop_peer(key, "closed");
                     return;
                 }
-                if peer.conn.is_done() && !peer.fin_sent {
+                if peer.conn.is_done() && !peer.flags.get(FIN_SENT) {
                     // A failed connection or a plain HTTP answer: the peer may still be
                     // sending, and closing with unread bytes would reset the connection
                     // and lose our last words. Send our FIN, then read and discard
                     // (briefly) until the peer's.
-                    peer.fin_sent = true;
+                    peer.flags.set(FIN_SENT, true);
                     peer.transport.shutdown_write();
                     let deadline = peer.expire_at(self.epoch, Instant::now() + CLOSE_TIMEOUT);
                     self.next_tick = self.next_tick.min(deadline);
@@ -947,10 +983,10 @@ impl Server {
         if peer.id != 0 {
             self.open -= 1;
             self.metrics.gone(usize::from(peer.path));
-            if !peer.announced {
+            if !peer.flags.get(ANNOUNCED) {
                 self.metrics.closed(1006, Closer::Neither);
             }
-            if peer.announced {
+            if peer.flags.get(ANNOUNCED) {
                 debug!("#{} disconnected: {why}", peer.id);
             } else {
                 info!("#{} ({}) disconnected: {why}", peer.id, peer.name());

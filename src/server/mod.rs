@@ -45,6 +45,9 @@ pub const DEFAULT_PING_INTERVAL_SECS: u64 = 120;
 pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 /// Default `--max-connections`: further upgrades get 503.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Default `--max-rate` in broadcast and chat modes (echo mode, which Autobahn and the
+/// benchmarks drive hard, has none): messages per second, with a burst of twice as many.
+pub const DEFAULT_MAX_RATE: u32 = 100;
 /// Default `--max-backlog`, in bytes (8 MiB): unsent bytes a slow client may hold.
 pub const DEFAULT_MAX_BACKLOG: usize = 8 << 20;
 
@@ -76,6 +79,8 @@ pub struct Config {
     pub commands: bool,
     /// Shut down when standard input ends.
     pub exit_on_eof: bool,
+    /// Most messages per second a client may send (`--max-rate`); `None`: no limit.
+    pub max_rate: Option<u32>,
 }
 
 impl Default for Config {
@@ -95,6 +100,7 @@ impl Default for Config {
             publish: PublishRule::default(),
             commands: true,
             exit_on_eof: false,
+            max_rate: Some(DEFAULT_MAX_RATE),
         }
     }
 }

@@ -41,6 +41,42 @@ pub enum Due {
     Expired(&'static str),
 }
 
+/// A keepalive ping is outstanding.
+pub const PINGED: u8 = 1 << 0;
+/// Marked for a flush at the end of this loop turn.
+pub const DIRTY: u8 = 1 << 1;
+/// Our FIN has been sent; only the peer's FIN is awaited.
+pub const FIN_SENT: u8 = 1 << 2;
+/// Its close was already logged.
+pub const ANNOUNCED: u8 = 1 << 3;
+/// Reading is paused until its own output drains (it sends faster than it reads).
+pub const READ_PAUSED: u8 = 1 << 4;
+/// The app knows it as open (told at the upgrade, until it leaves).
+pub const MEMBER: u8 = 1 << 5;
+/// Over `--max-rate`: it is being closed, and what it still sends is not acted on.
+pub const MUTED: u8 = 1 << 6;
+
+/// A peer's yes/no state, a bit each: seven `bool`s would take a byte each, and on
+/// 10,000 idle connections bytes add up (SPEC: under 256 per connection).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags(u8);
+
+impl Flags {
+    /// Whether `flag` is set.
+    pub fn get(self, flag: u8) -> bool {
+        self.0 & flag != 0
+    }
+
+    /// Sets or clears `flag`.
+    pub fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.0 |= flag;
+        } else {
+            self.0 &= !flag;
+        }
+    }
+}
+
 /// One TCP connection and its protocol state.
 #[derive(Debug)]
 pub struct Peer {
@@ -59,18 +95,12 @@ pub struct Peer {
     pub quiet_since: Millis,
     /// Drop the connection at this time if it is still around (closing handshakes).
     pub deadline: Option<Millis>,
-    /// A keepalive ping is outstanding.
-    pub pinged: bool,
-    /// Marked for a flush at the end of this loop turn.
-    pub dirty: bool,
-    /// Our FIN has been sent; only the peer's FIN is awaited.
-    pub fin_sent: bool,
-    /// Its close was already logged.
-    pub announced: bool,
-    /// Reading is paused until its own output drains (it sends faster than it reads).
-    pub read_paused: bool,
-    /// The app knows it as open (told at the upgrade, until it leaves).
-    pub member: bool,
+    /// Yes/no state: [`PINGED`], [`DIRTY`], [`FIN_SENT`], [`ANNOUNCED`],
+    /// [`READ_PAUSED`], [`MEMBER`], [`MUTED`], one bit each.
+    pub flags: Flags,
+    /// The `--max-rate` token bucket, in thousandths of a message (see
+    /// [`Peer::refill`]).
+    allowance: u32,
 }
 
 impl Peer {
@@ -84,20 +114,39 @@ impl Peer {
             since: now,
             quiet_since: now,
             deadline: None,
-            pinged: false,
-            dirty: false,
-            fin_sent: false,
-            announced: false,
-            read_paused: false,
-            member: false,
+            flags: Flags::default(),
+            // Full: the first refill clamps it to the burst.
+            allowance: u32::MAX,
+        }
+    }
+
+    /// Bytes arrived at `now`: the token bucket of `--max-rate` (`rate` messages a
+    /// second, a burst of twice that) gains what the time since the last read earned.
+    /// Call it before `quiet_since` moves to `now`. Kept in thousandths, one message
+    /// costing 1,000, so that frequent reads lose nothing to rounding.
+    pub fn refill(&mut self, now: Millis, rate: u32) {
+        let earned = now.since(self.quiet_since).saturating_mul(u64::from(rate));
+        let burst = u64::from(rate.saturating_mul(2_000));
+        let allowance = u64::from(self.allowance).saturating_add(earned).min(burst);
+        self.allowance = allowance as u32;
+    }
+
+    /// A message arrived: whether the bucket had one to spend.
+    pub fn take_message(&mut self) -> bool {
+        match self.allowance.checked_sub(1_000) {
+            Some(left) => {
+                self.allowance = left;
+                true
+            }
+            None => false,
         }
     }
 
     /// Lists this connection (slab key `key`) in `dirty` for a flush at the end of the
     /// loop turn, once however many frames are queued.
     pub fn mark_dirty(&mut self, key: usize, dirty: &mut Vec<usize>) {
-        if !self.dirty {
-            self.dirty = true;
+        if !self.flags.get(DIRTY) {
+            self.flags.set(DIRTY, true);
             dirty.push(key);
         }
     }
@@ -105,7 +154,7 @@ impl Peer {
     /// Sends what the outbox holds, and registers `WRITABLE` interest exactly while
     /// some of it is left.
     pub fn flush(&mut self, registry: &Registry, token: Token) -> io::Result<Flush> {
-        self.dirty = false;
+        self.flags.set(DIRTY, false);
         let flush = self.transport.send(self.conn.outbox_mut())?;
         self.transport
             .want_write(registry, token, flush == Flush::Blocked);
@@ -129,7 +178,7 @@ impl Peer {
                         return Due::Never;
                     };
                     let quiet = self.quiet_since.instant(epoch);
-                    if !self.pinged {
+                    if !self.flags.get(PINGED) {
                         return if now >= quiet + interval {
                             Due::Ping
                         } else {
@@ -168,7 +217,9 @@ impl Peer {
 impl Subscriber for Peer {
     fn send_shared(&mut self, frames: &Shared) -> bool {
         let sent = self.conn.send_shared(frames);
-        self.dirty |= sent;
+        if sent {
+            self.flags.set(DIRTY, true);
+        }
         sent
     }
 
@@ -207,7 +258,7 @@ mod tests {
     fn peer_due(conn: Connection, pinged: bool, now: Duration) -> Due {
         let epoch = Instant::now();
         let mut peer = peer(conn);
-        peer.pinged = pinged;
+        peer.flags.set(PINGED, pinged);
         peer.due(epoch + now, epoch, KEEPALIVE)
     }
 
@@ -219,6 +270,25 @@ mod tests {
         };
         conn.accept(&check_upgrade(&request).unwrap());
         conn
+    }
+
+    #[test]
+    fn max_rate_allows_a_burst_then_the_rate() {
+        let mut peer = peer(open());
+        let t = |ms: u64| Millis::MIN.offset(ms);
+        peer.quiet_since = t(0);
+        peer.refill(t(0), 100);
+        // A burst of twice the rate...
+        assert_eq!((0..300).filter(|_| peer.take_message()).count(), 200);
+        // ...then one message per 10 ms at 100/s, however the reads fall.
+        for ms in 1..=50 {
+            peer.refill(t(ms), 100);
+            peer.quiet_since = t(ms);
+        }
+        assert_eq!((0..10).filter(|_| peer.take_message()).count(), 5);
+        // A long silence refills to the burst, not beyond.
+        peer.refill(t(60_000), 100);
+        assert_eq!((0..1000).filter(|_| peer.take_message()).count(), 200);
     }
 
     #[test]

@@ -86,6 +86,17 @@ impl Millis {
         Millis(NonZeroU64::MIN.saturating_add(ms))
     }
 
+    /// `ms` milliseconds later.
+    #[cfg(test)]
+    pub fn offset(self, ms: u64) -> Millis {
+        Millis(self.0.saturating_add(ms))
+    }
+
+    /// Milliseconds from `earlier` to this moment (0 if `earlier` is later).
+    pub fn since(self, earlier: Millis) -> u64 {
+        self.0.get().saturating_sub(earlier.0.get())
+    }
+
     /// Back to an `Instant`.
     pub fn instant(self, epoch: Instant) -> Instant {
         epoch + Duration::from_millis(self.0.get() - 1)
