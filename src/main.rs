@@ -14,7 +14,7 @@ use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use wscast::client;
 use wscast::server::{
-    self, Cidr, Config, Mode, PublishRule, DEFAULT_LISTEN, DEFAULT_MAX_BACKLOG,
+    self, Cidr, Config, JwtAuth, Mode, PublishRule, DEFAULT_LISTEN, DEFAULT_MAX_BACKLOG,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_RATE, DEFAULT_PATH,
     DEFAULT_PING_INTERVAL_SECS,
 };
@@ -86,6 +86,10 @@ struct ServeArgs {
     /// from anywhere
     #[arg(long, value_name = "FILE")]
     publish_token_file: Option<PathBuf>,
+    /// Upgrades need a JWT signed with this key: an HS256 secret, or an RS256/ES256
+    /// public key (PEM)
+    #[arg(long, value_name = "FILE")]
+    auth_jwt_key: Option<PathBuf>,
     /// Every stdin line is a message, even one starting with '/'
     #[arg(long)]
     no_commands: bool,
@@ -263,6 +267,16 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         }
         publish.token = Some(token.to_vec());
     }
+    let auth = match &args.auth_jwt_key {
+        None => None,
+        Some(file) => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| format!("--auth-jwt-key {}: {e}", file.display()))?;
+            let auth = JwtAuth::from_key_file(&bytes)
+                .map_err(|e| format!("--auth-jwt-key {}: {e}", file.display()))?;
+            Some(auth)
+        }
+    };
     let ping_interval = (args.ping_interval > 0).then(|| Duration::from_secs(args.ping_interval));
     let idle_timeout = Duration::from_secs(
         args.idle_timeout
@@ -283,6 +297,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         max_backlog: args.max_backlog,
         allow_origins: args.allow_origins,
         publish,
+        auth,
         commands: !args.no_commands,
         exit_on_eof: args.exit_on_eof,
         max_rate: match (args.max_rate, args.mode) {

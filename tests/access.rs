@@ -192,3 +192,168 @@ fn echo_mode_has_no_rate_limit_unless_asked() {
         expect_text(&mut ws, &format!("{i}"));
     }
 }
+
+mod jwt {
+    use super::*;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+
+    const SECRET: &str = "a-secret-for-the-tests-0123456789";
+
+    fn now() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn token(claims: serde_json::Value, secret: &str) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .unwrap()
+    }
+
+    fn server() -> Server {
+        let key = token_file("jwt", &format!("{SECRET}\n"));
+        Server::start(&[
+            "--auth-jwt-key",
+            key.to_str().unwrap(),
+            "--path",
+            "/ws",
+            "--path",
+            "/feed",
+        ])
+    }
+
+    /// The status an upgrade on `path` gets with this query and extra header lines.
+    fn upgrade_status(server: &Server, target: &str, extra: &str) -> (u16, String) {
+        let request = format!(
+            "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+        );
+        let mut stream = common::tcp(&server.addr());
+        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+        let head = common::read_head(&mut stream);
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, head)
+    }
+
+    #[test]
+    fn an_upgrade_needs_a_valid_token() {
+        let server = server();
+        let valid = token(
+            serde_json::json!({"sub": "ann", "exp": now() + 600}),
+            SECRET,
+        );
+        let cases: Vec<(&str, String, String, u16)> = vec![
+            (
+                "valid, in the query",
+                format!("/ws?token={valid}"),
+                String::new(),
+                101,
+            ),
+            (
+                "valid, as a bearer",
+                "/ws".into(),
+                format!("Authorization: Bearer {valid}\r\n"),
+                101,
+            ),
+            ("missing", "/ws".into(), String::new(), 401),
+            ("malformed", "/ws?token=abc.def".into(), String::new(), 401),
+            (
+                "expired",
+                format!(
+                    "/ws?token={}",
+                    token(serde_json::json!({"exp": now() - 60}), SECRET)
+                ),
+                String::new(),
+                401,
+            ),
+            (
+                "not yet valid",
+                format!(
+                    "/ws?token={}",
+                    token(serde_json::json!({"nbf": now() + 600}), SECRET)
+                ),
+                String::new(),
+                401,
+            ),
+            (
+                "signed with another key",
+                format!(
+                    "/ws?token={}",
+                    token(
+                        serde_json::json!({"sub": "x"}),
+                        "another-secret-0123456789abcdef"
+                    )
+                ),
+                String::new(),
+                401,
+            ),
+            (
+                "alg none",
+                "/ws?token=eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4In0.".into(),
+                String::new(),
+                401,
+            ),
+            (
+                "a path not in its paths claim",
+                format!(
+                    "/ws?token={}",
+                    token(serde_json::json!({"paths": ["/feed"]}), SECRET)
+                ),
+                String::new(),
+                403,
+            ),
+            (
+                "a 100 KB token",
+                format!("/ws?token={}", "a".repeat(100_000)),
+                String::new(),
+                431,
+            ),
+        ];
+        for (name, target, extra, want) in cases {
+            let (status, head) = upgrade_status(&server, &target, &extra);
+            assert_eq!(status, want, "{name}: {head}");
+            if want == 401 {
+                assert_eq!(
+                    header_value(&head, "WWW-Authenticate").as_deref(),
+                    Some("Bearer"),
+                    "{name}"
+                );
+            }
+        }
+        let line = server.wait_for_log("connected from", TIMEOUT);
+        assert!(line.contains("as \"ann\""), "{line}");
+        // The page and the HTTP side need no token.
+        let (status, _, _) =
+            http_exchange(&server.addr(), b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        assert_eq!(status, 200);
+    }
+
+    #[test]
+    fn a_token_that_expires_closes_its_connection_with_1008() {
+        let server = server();
+        let short = token(
+            serde_json::json!({"sub": "brief", "exp": now() + 2}),
+            SECRET,
+        );
+        let long = token(
+            serde_json::json!({"sub": "long", "exp": now() + 600}),
+            SECRET,
+        );
+        let mut brief = common::connect(&format!("{}?token={short}", server.url("/ws")));
+        let mut other = common::connect(&format!("{}?token={long}", server.url("/ws")));
+        let started = std::time::Instant::now();
+        let (code, reason) = common::expect_close(&mut brief);
+        assert_eq!((code, reason.as_str()), (1008, "token expired"));
+        assert!(started.elapsed() < std::time::Duration::from_secs(4));
+        // The other client goes on.
+        let mut server = server;
+        server.send_line(b"still on");
+        expect_text(&mut other, "still on");
+    }
+}

@@ -38,6 +38,8 @@ pub struct Request {
     /// absolute-form target (`http://host/ws`, allowed by §4.2.1 item 1) is reduced to its
     /// path (`/ws`).
     pub path: String,
+    /// The request-target's query (after `?`, before any `#`), as sent; empty if none.
+    pub query: String,
     /// The HTTP minor version: `0` for HTTP/1.0, `1` for HTTP/1.1 (httparse reads only 1.x).
     pub version: u8,
     /// Every header line in order: names as sent, values decoded as lossy UTF-8 (bytes that
@@ -51,6 +53,15 @@ impl Request {
     /// The value of the first header called `name` (compared ASCII case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
         header_values(&self.headers, name).next()
+    }
+
+    /// The value of the first `name=value` pair of the query (as sent, not decoded).
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value)
     }
 
     /// The items of a comma-separated list header, across every line called `name`
@@ -147,6 +158,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Decoded<Request>, HeadError> {
         value: Request {
             method: method.to_owned(),
             path: resource_path(target).to_owned(),
+            query: query(target).to_owned(),
             version,
             headers,
             content_length,
@@ -385,6 +397,12 @@ fn resource_path(target: &str) -> &str {
     origin_form
         .split_once(['?', '#'])
         .map_or(origin_form, |(path, _)| path)
+}
+
+/// The query of a request-target (RFC 3986 §3.4: after the first "?", up to any "#").
+fn query(target: &str) -> &str {
+    let before_fragment = target.split_once('#').map_or(target, |(t, _)| t);
+    before_fragment.split_once('?').map_or("", |(_, q)| q)
 }
 
 /// The rest of `target` after an `http://` or `https://` scheme (case-insensitive), if any.
@@ -705,6 +723,20 @@ pub(super) mod tests {
             read_request(get, 0),
             Ok(Decoded::Complete { value: (_, ref body), consumed: 18 }) if body.is_empty()
         ));
+    }
+
+    #[test]
+    fn rfc_3986_section_3_4_query_parameters() {
+        let req = parse(&head("GET /ws?a=1&token=x.y.z&b HTTP/1.1", &["Host: h"]));
+        assert_eq!(
+            (req.path.as_str(), req.query.as_str()),
+            ("/ws", "a=1&token=x.y.z&b")
+        );
+        assert_eq!(req.query_param("token"), Some("x.y.z"));
+        assert_eq!(req.query_param("b"), None);
+        assert_eq!(req.query_param("missing"), None);
+        let req = parse(&head("GET /ws#frag?no HTTP/1.1", &["Host: h"]));
+        assert_eq!(req.query, "");
     }
 
     #[test]

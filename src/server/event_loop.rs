@@ -16,6 +16,7 @@
 //! registered only while a connection has output the kernel would not take. Timers
 //! (request heads, keepalive pings, closing handshakes) share one timerfd.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -28,12 +29,13 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use super::activation;
+use super::auth::{JwtAuth, Refusal};
 use super::console::{self, Command, Printer, HELP};
 use super::feed::{self, Item, Progress, StdinFeed};
 use super::hub::Hub;
 use super::metrics::{self, Closer, Metrics, Source};
 use super::peer::{
-    Due, Keepalive, Peer, ANNOUNCED, DIRTY, FIN_SENT, HEAD_TIMEOUT, MEMBER, MUTED, PINGED,
+    Due, Keepalive, Peer, ANNOUNCED, DIRTY, EXPIRES, FIN_SENT, HEAD_TIMEOUT, MEMBER, MUTED, PINGED,
     READ_PAUSED,
 };
 use super::routes::{self, Route, RouteContext};
@@ -80,6 +82,8 @@ pub struct Server {
     hub: Hub,
     /// What `GET /metrics` reports.
     metrics: Metrics,
+    /// With `--auth-jwt-key`: each connection's `sub` claim, by id (none without it).
+    subjects: HashMap<u64, String>,
     stdin: Option<StdinFeed>,
     signals: Signals,
     printer: Printer,
@@ -138,6 +142,7 @@ impl Server {
             app: App::new(config.mode),
             hub: Hub::new(config.max_backlog),
             metrics: Metrics::new(config.paths.len()),
+            subjects: HashMap::new(),
             config,
             peers: Slab::new(),
             open: 0,
@@ -414,6 +419,24 @@ impl Server {
             max_connections: self.config.max_connections,
         };
         let mut route = routes::route(request, cx);
+        let mut claims = None;
+        if let (Route::Upgrade { path, .. }, Some(auth)) = (&route, &self.config.auth) {
+            match auth.check(JwtAuth::token_of(request), &self.config.paths[*path]) {
+                Ok(valid) => claims = Some(valid),
+                // RFC 6750 §3: a 401 names the scheme in WWW-Authenticate.
+                Err(Refusal::Unauthorized(why)) => {
+                    route = Route::Respond(
+                        Response::text(401, &why).header("WWW-Authenticate", "Bearer"),
+                    );
+                }
+                Err(Refusal::Forbidden) => {
+                    route = Route::Respond(Response::text(
+                        403,
+                        "the token's paths claim does not include this endpoint",
+                    ));
+                }
+            }
+        }
         if matches!(route, Route::Broadcast | Route::Metrics { .. }) {
             // Publishing (and reading the metrics) is the operator's: see `access`.
             let peer = self.peers[key].transport.peer_ip();
@@ -439,11 +462,25 @@ impl Server {
                 peer.path = path as u16;
                 peer.flags.set(MEMBER, true);
                 peer.conn.accept(&upgrade);
+                let subject = claims.as_ref().and_then(|c| c.sub.as_deref());
                 info!(
-                    "#{id} connected from {} to {}",
+                    "#{id} connected from {} to {}{}",
                     peer.name(),
-                    self.config.paths[path]
+                    self.config.paths[path],
+                    subject.map_or(String::new(), |sub| format!(" as {sub:?}"))
                 );
+                if let Some(sub) = subject {
+                    self.subjects.insert(id, sub.to_owned());
+                }
+                if let Some(exp) = claims.as_ref().and_then(|c| c.exp) {
+                    let unix_now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let left = Duration::from_secs(exp.saturating_sub(unix_now));
+                    let at = peer.expire_at(self.epoch, Instant::now() + left);
+                    peer.flags.set(EXPIRES, true);
+                    self.next_tick = self.next_tick.min(at);
+                }
                 if !upgrade.protocols.is_empty() {
                     // §4.2.2 item 5.5 lets a server select none: wscast speaks no
                     // subprotocol, so its 101 names none and the client decides.
@@ -749,8 +786,12 @@ impl Server {
             } else {
                 " (closing)"
             };
+            let subject = self
+                .subjects
+                .get(&peer.id)
+                .map_or(String::new(), |sub| format!("  sub={sub:?}"));
             eprintln!(
-                "{:>6}  {:<12} {:<22} {:<8} {:>7}s{state}",
+                "{:>6}  {:<12} {:<22} {:<8} {:>7}s{state}{subject}",
                 peer.id,
                 self.config.paths[usize::from(peer.path)],
                 peer.name(),
@@ -836,6 +877,7 @@ impl Server {
     fn tick(&mut self, now: Instant) -> Instant {
         let mut next = now + MAX_SLEEP;
         let mut expired: Vec<(usize, &'static str)> = Vec::new();
+        let mut tokens_expired = Vec::new();
         let keepalive = Keepalive {
             interval: self.config.ping_interval,
             idle_timeout: self.config.idle_timeout,
@@ -845,6 +887,7 @@ impl Server {
                 Due::At(at) => next = next.min(at),
                 Due::Never => {}
                 Due::Expired(why) => expired.push((key, why)),
+                Due::TokenExpired => tokens_expired.push(key),
                 Due::Ping => {
                     if peer.conn.ping(b"wscast") {
                         trace!("#{}: ping", peer.id);
@@ -858,6 +901,12 @@ impl Server {
         }
         for (key, why) in expired {
             self.drop_peer(key, why);
+        }
+        for key in tokens_expired {
+            // RFC 6455 §7.4.1 1008: policy; a client renews by reconnecting with a new
+            // token.
+            self.close_peer(key, CloseCode::POLICY_VIOLATION, "token expired");
+            next = next.min(now + CLOSE_TIMEOUT);
         }
         next
     }
@@ -982,6 +1031,7 @@ impl Server {
         peer.transport.deregister(self.poll.registry());
         if peer.id != 0 {
             self.open -= 1;
+            self.subjects.remove(&peer.id);
             self.metrics.gone(usize::from(peer.path));
             if !peer.flags.get(ANNOUNCED) {
                 self.metrics.closed(1006, Closer::Neither);

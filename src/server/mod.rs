@@ -17,6 +17,7 @@
 
 mod access;
 mod activation;
+mod auth;
 mod console;
 mod event_loop;
 mod feed;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 pub use crate::app::Mode;
 pub use access::{Cidr, PublishRule};
+pub use auth::JwtAuth;
 pub use event_loop::Server;
 
 /// Default `--listen`: loopback only, so a server started without options is not exposed
@@ -73,6 +75,8 @@ pub struct Config {
     pub max_backlog: usize,
     /// Allowed `Origin` values; empty means any.
     pub allow_origins: Vec<String>,
+    /// With `--auth-jwt-key`: the token every upgrade must carry.
+    pub auth: Option<JwtAuth>,
     /// Who may `POST /broadcast` and `GET /metrics`.
     pub publish: PublishRule,
     /// Whether lines starting with `/` are console commands.
@@ -98,6 +102,7 @@ impl Default for Config {
             max_backlog: DEFAULT_MAX_BACKLOG,
             allow_origins: Vec::new(),
             publish: PublishRule::default(),
+            auth: None,
             commands: true,
             exit_on_eof: false,
             max_rate: Some(DEFAULT_MAX_RATE),

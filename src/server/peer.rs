@@ -39,6 +39,8 @@ pub enum Due {
     Ping,
     /// Its time is up: drop it, for this reason.
     Expired(&'static str),
+    /// Its token's `exp` has passed: close it with 1008.
+    TokenExpired,
 }
 
 /// A keepalive ping is outstanding.
@@ -55,6 +57,8 @@ pub const READ_PAUSED: u8 = 1 << 4;
 pub const MEMBER: u8 = 1 << 5;
 /// Over `--max-rate`: it is being closed, and what it still sends is not acted on.
 pub const MUTED: u8 = 1 << 6;
+/// Its `deadline` is its token's expiry (`exp`), not a closing handshake's.
+pub const EXPIRES: u8 = 1 << 7;
 
 /// A peer's yes/no state, a bit each: seven `bool`s would take a byte each, and on
 /// 10,000 idle connections bytes add up (SPEC: under 256 per connection).
@@ -165,7 +169,25 @@ impl Peer {
     /// request head may take, or the keepalive (a peer silent for `interval` is pinged;
     /// one still silent `idle_timeout` after the ping is dropped).
     pub fn due(&self, now: Instant, epoch: Instant, keepalive: Keepalive) -> Due {
-        let (at, why) = if let Some(deadline) = self.deadline {
+        let due = self.due_but_token(now, epoch, keepalive);
+        let Some(expiry) = self.deadline.filter(|_| self.flags.get(EXPIRES)) else {
+            return due;
+        };
+        let expiry = expiry.instant(epoch);
+        if now >= expiry {
+            return Due::TokenExpired;
+        }
+        match due {
+            Due::At(at) => Due::At(at.min(expiry)),
+            Due::Never => Due::At(expiry),
+            other => other,
+        }
+    }
+
+    /// [`Peer::due`] but for a token's expiry.
+    fn due_but_token(&self, now: Instant, epoch: Instant, keepalive: Keepalive) -> Due {
+        let closing = self.deadline.filter(|_| !self.flags.get(EXPIRES));
+        let (at, why) = if let Some(deadline) = closing {
             (deadline.instant(epoch), "did not finish closing in time")
         } else {
             match self.conn.state() {
@@ -200,9 +222,11 @@ impl Peer {
         }
     }
 
-    /// Sets the time by which the connection must be gone; returns it.
+    /// Sets the time by which the connection must be gone; returns it. A closing
+    /// deadline replaces a token's expiry (the caller sets [`EXPIRES`] again for one).
     pub fn expire_at(&mut self, epoch: Instant, at: Instant) -> Instant {
         self.deadline = Some(Millis::at(epoch, at));
+        self.flags.set(EXPIRES, false);
         at
     }
 
