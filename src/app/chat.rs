@@ -114,6 +114,17 @@ impl Chat {
         }]
     }
 
+    /// Connection `id` goes by `nick` until it gives another in a command (say, the
+    /// `sub` of its token). An empty nick, or one over [`MAX_NAME`] bytes, is ignored.
+    pub fn set_default_nick(&mut self, id: u64, nick: &str) {
+        if nick.is_empty() || check_name("nick", nick).is_err() {
+            return;
+        }
+        if let Some(member) = self.members.get_mut(&id) {
+            member.nick = Some(nick.into());
+        }
+    }
+
     /// Connection `id` is closing or gone: it leaves its room and the others on its path
     /// are told. Only the first call for an id does anything.
     pub fn on_close(&mut self, id: u64) -> Vec<Delivery> {

@@ -63,10 +63,13 @@ impl App {
         }
     }
 
-    /// Connection `id` opened on path index `path`.
-    pub fn on_open(&mut self, id: u64, path: u16, out: &mut Vec<Delivery>) {
+    /// Connection `id` opened on path index `path`; `nick`: who its token says it is.
+    pub fn on_open(&mut self, id: u64, path: u16, nick: Option<&str>, out: &mut Vec<Delivery>) {
         if self.mode == Mode::Chat {
             out.extend(self.chat.on_open(id, path).into_iter().map(Delivery::from));
+            if let Some(nick) = nick {
+                self.chat.set_default_nick(id, nick);
+            }
         }
     }
 
@@ -135,8 +138,8 @@ mod tests {
     fn script(mode: Mode) -> Vec<Delivery> {
         let mut app = App::new(mode);
         let mut out = Vec::new();
-        app.on_open(1, 0, &mut out);
-        app.on_open(2, 0, &mut out);
+        app.on_open(1, 0, None, &mut out);
+        app.on_open(2, 0, None, &mut out);
         app.on_message(1, text("hi"), &mut out);
         app.on_leave(1, &mut out);
         app.on_leave(1, &mut out);
@@ -188,11 +191,28 @@ mod tests {
     }
 
     #[test]
+    fn a_token_subject_is_the_default_chat_nick() {
+        let mut app = App::new(Mode::Chat);
+        let mut out = Vec::new();
+        app.on_open(1, 0, Some("ann"), &mut out);
+        app.on_message(1, text(r#"{"action":"join","msg":"r"}"#), &mut out);
+        app.on_message(
+            1,
+            text(r#"{"action":"send_to_room","msg":"hello"}"#),
+            &mut out,
+        );
+        let Some(Delivery::ToGroup { text, .. }) = out.last() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(text, "ann : hello");
+    }
+
+    #[test]
     fn shutdown_forgets_everyone_silently() {
         let mut app = App::new(Mode::Chat);
         let mut out = Vec::new();
-        app.on_open(1, 0, &mut out);
-        app.on_open(2, 0, &mut out);
+        app.on_open(1, 0, None, &mut out);
+        app.on_open(2, 0, None, &mut out);
         out.clear();
         app.on_shutdown();
         app.on_leave(1, &mut out);

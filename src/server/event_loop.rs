@@ -493,7 +493,8 @@ impl Server {
                     let due = peer.quiet_since.instant(self.epoch) + interval;
                     self.next_tick = self.next_tick.min(due);
                 }
-                self.app.on_open(id, peer.path, &mut self.deliveries);
+                self.app
+                    .on_open(id, peer.path, subject, &mut self.deliveries);
                 self.deliver(key);
                 return;
             }

@@ -15,6 +15,9 @@ Prints one line per check and ends with `browser: N passed, N failed`; exits 1 o
 """
 
 import argparse
+import base64
+import hashlib
+import hmac
 import json
 import os
 import queue
@@ -355,6 +358,28 @@ def run_test(binary, artifacts):
             return f"endpoint {endpoint}, status {status_text(driver)!r}"
 
         checks.run("?path=/nowhere overrides the meta tag's path", path_override)
+
+        def passes_its_token_on():
+            nonlocal server
+            server.terminate()
+            secret = b"a-browser-test-secret-0123456789"
+            key_file = os.path.join(artifacts, "jwt.key")
+            with open(key_file, "wb") as f:
+                f.write(secret)
+            server, port = start_server(binary, args=("--auth-jwt-key", key_file), log_path=server_log)
+            driver.get(f"http://127.0.0.1:{port}/")
+            wait_for(driver, "status closed without a token (401)",
+                     lambda d: d.find_element(By.ID, "status").get_attribute("data-state") == "closed")
+            token = hs256_jwt(secret, {"sub": "browser", "exp": int(time.time()) + 600})
+            driver.get(f"http://127.0.0.1:{port}/?token={token}")
+            wait_for(driver, "status pill shows open with the token", is_open)
+            endpoint = driver.find_element(By.ID, "endpoint").text
+            assert "token" not in endpoint, f"the token is shown on the page: {endpoint}"
+            server.write("to the token holder")
+            wait_for(driver, "a message with the token", log_has("to the token holder", "in"))
+            return "no token: closed; ?token=<HS256 JWT>: open, messages arrive"
+
+        checks.run("with --auth-jwt-key the page passes its own ?token= on", passes_its_token_on)
     except Exception:  # noqa: BLE001 - a crash outside a check still counts
         checks.failed += 1
         say("FAIL  the test itself crashed:")
@@ -375,6 +400,16 @@ def run_test(binary, artifacts):
         shutil.rmtree(profile, ignore_errors=True)
         say(f"      server log: {server_log}")
     return checks
+
+
+def hs256_jwt(secret, claims):
+    """A JWT (RFC 7519) signed with HS256, made by hand: header.payload.signature."""
+    def b64(raw):
+        return base64.urlsafe_b64encode(raw).rstrip(b"=")
+    signing_input = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode()) + b"." + b64(
+        json.dumps(claims).encode())
+    signature = b64(hmac.new(secret, signing_input, hashlib.sha256).digest())
+    return (signing_input + b"." + signature).decode()
 
 
 def _json(text):
