@@ -357,3 +357,87 @@ mod jwt {
         expect_text(&mut other, "still on");
     }
 }
+
+mod jwt_public_keys {
+    //! RS256/ES256 keys are public-key PEM files; the one tested here is a P-256 key
+    //! (ES256) generated for the test with `ring`.
+    use super::*;
+    use base64::Engine as _;
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+
+    /// A fresh P-256 key pair: its PKCS#8 private key, and its public key as the PEM
+    /// `SubjectPublicKeyInfo` a server is given.
+    fn p256() -> (Vec<u8>, String) {
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
+        // RFC 5480: SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING point }.
+        let mut spki = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        spki.extend_from_slice(pair.public_key().as_ref());
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&spki);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let pem = format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        );
+        (pkcs8.as_ref().to_vec(), pem)
+    }
+
+    fn upgrade(server: &Server, token: &str) -> u16 {
+        let request = format!(
+            "GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        let mut stream = common::tcp(&server.addr());
+        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+        let head = common::read_head(&mut stream);
+        head.split(' ').nth(1).unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn es256_tokens_open_and_an_hs256_token_signed_with_the_public_key_does_not() {
+        let (private, public_pem) = p256();
+        let key = token_file("es256", &public_pem);
+        let server = Server::start(&["--auth-jwt-key", key.to_str().unwrap()]);
+        let claims = serde_json::json!({"sub": "ec-holder"});
+        let es256 = encode(
+            &Header::new(Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_der(&private),
+        )
+        .unwrap();
+        assert_eq!(upgrade(&server, &es256), 101);
+        // The algorithm-confusion attack: HS256 with the public key (all of it, as the
+        // server holds it) as the shared secret.
+        let confused = encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(public_pem.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(upgrade(&server, &confused), 401);
+        // Another key pair's token.
+        let (other, _) = p256();
+        let stranger = encode(
+            &Header::new(Algorithm::ES256),
+            &claims,
+            &EncodingKey::from_ec_der(&other),
+        )
+        .unwrap();
+        assert_eq!(upgrade(&server, &stranger), 401);
+        let line = server.wait_for_log("connected from", TIMEOUT);
+        assert!(line.contains("as \"ec-holder\""), "{line}");
+        let _ = std::fs::remove_file(key);
+    }
+}
