@@ -13,6 +13,7 @@ mod fanout;
 mod feed;
 mod handshake;
 mod idle;
+mod jwt;
 mod stats;
 
 use std::process::ExitCode;
@@ -97,6 +98,8 @@ enum Cmd {
         #[arg(long)]
         server_pid: Option<u32>,
     },
+    /// Write HS256 and ES256 keys and tokens into DIR (for `--auth-jwt-key` runs).
+    JwtKeys { dir: std::path::PathBuf },
     /// Write time-stamped lines to stdout (pipe them into the server's stdin).
     Feed {
         /// Lines per second, or `max`.
@@ -190,6 +193,7 @@ fn main() -> ExitCode {
                 server_pid,
             })
         }),
+        Cmd::JwtKeys { dir } => Ok(jwt::run(&dir)),
         Cmd::Feed {
             rate,
             duration,
