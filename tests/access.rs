@@ -365,6 +365,10 @@ mod jwt {
         let mut server = server;
         server.send_line(b"still on");
         expect_text(&mut other, "still on");
+        // /list names the holder of the token.
+        server.send_line(b"/list");
+        let row = server.wait_for_log("sub=\"long\"", TIMEOUT);
+        assert!(row.trim_start().starts_with('2'), "{row}");
     }
 }
 
