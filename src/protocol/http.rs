@@ -122,6 +122,16 @@ impl fmt::Display for HeadError {
 
 impl std::error::Error for HeadError {}
 
+/// The token of an `Authorization: Bearer <token>` header value, or `None` for another
+/// scheme. RFC 6750 §2.1: `credentials = "Bearer" 1*SP b64token`; the scheme name is
+/// case-insensitive (RFC 9110 §11.1).
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("Bearer")
+        .then(|| token.trim_matches(' '))
+}
+
 /// Parses an HTTP/1.x request head from the start of `buf`.
 ///
 /// Answers [`Decoded::Partial`] until the `\r\n\r\n` that ends the head has arrived;
@@ -739,6 +749,21 @@ pub(super) mod tests {
         assert_eq!(req.query_param("missing"), None);
         let req = parse(&head("GET /ws#frag?no HTTP/1.1", &["Host: h"]));
         assert_eq!(req.query, "");
+    }
+
+    #[test]
+    fn rfc_6750_section_2_1_bearer_tokens() {
+        let table: &[(&str, Option<&str>)] = &[
+            ("Bearer abc.def", Some("abc.def")),
+            ("bearer abc", Some("abc")),
+            ("Bearer  abc ", Some("abc")),
+            ("Bearer ", Some("")),
+            ("Basic abc", None),
+            ("abc", None),
+        ];
+        for &(header, want) in table {
+            assert_eq!(bearer_token(header), want, "{header:?}");
+        }
     }
 
     #[test]

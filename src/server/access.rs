@@ -13,6 +13,8 @@ use std::str::FromStr;
 
 use subtle::ConstantTimeEq;
 
+use crate::protocol::http::bearer_token;
+
 /// An address range, `ADDR/PREFIX` (or a single address).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cidr {
@@ -102,13 +104,7 @@ impl PublishRule {
             let Some(token) = &self.token else {
                 return Err("no --publish-token-file is set, so a bearer token cannot be checked");
             };
-            // RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; the scheme is
-            // case-insensitive (RFC 9110 §11.1).
-            let bearer = given
-                .split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
-                .map(|(_, rest)| rest.trim_start_matches(' '));
-            return match bearer {
+            return match bearer_token(given) {
                 Some(candidate) if bool::from(candidate.as_bytes().ct_eq(token)) => Ok(()),
                 Some(_) => Err("wrong bearer token"),
                 None => Err("the Authorization header is not \"Bearer <token>\""),

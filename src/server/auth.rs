@@ -18,6 +18,8 @@
 use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use crate::protocol::http::bearer_token;
+
 /// The checks of `--auth-jwt-key`.
 #[derive(Clone)]
 pub struct JwtAuth {
@@ -92,13 +94,9 @@ impl JwtAuth {
 
     /// The token of an upgrade request: `?token=` or `Authorization: Bearer`.
     pub fn token_of(request: &crate::protocol::http::Request) -> Option<&str> {
-        request.query_param("token").or_else(|| {
-            request
-                .header("Authorization")?
-                .split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
-                .map(|(_, token)| token.trim())
-        })
+        request
+            .query_param("token")
+            .or_else(|| bearer_token(request.header("Authorization")?))
     }
 
     /// Checks `token` for an upgrade on `path`.
