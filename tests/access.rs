@@ -203,6 +203,20 @@ fn echo_mode_has_no_rate_limit_unless_asked() {
     }
 }
 
+/// The status (and head) an upgrade on `target` gets, with these extra header lines.
+fn upgrade_status(server: &Server, target: &str, extra: &str) -> (u16, String) {
+    let request = format!(
+        "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n{extra}\r\n"
+    );
+    let mut stream = common::tcp(&server.addr());
+    std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
+    let head = common::read_head(&mut stream);
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head)
+}
+
 mod jwt {
     use super::*;
     use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -235,20 +249,6 @@ mod jwt {
             "--path",
             "/feed",
         ])
-    }
-
-    /// The status an upgrade on `path` gets with this query and extra header lines.
-    fn upgrade_status(server: &Server, target: &str, extra: &str) -> (u16, String) {
-        let request = format!(
-            "GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n{extra}\r\n"
-        );
-        let mut stream = common::tcp(&server.addr());
-        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
-        let head = common::read_head(&mut stream);
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, head)
     }
 
     #[test]
@@ -408,15 +408,7 @@ mod jwt_public_keys {
     }
 
     fn upgrade(server: &Server, token: &str) -> u16 {
-        let request = format!(
-            "GET /ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
-        );
-        let mut stream = common::tcp(&server.addr());
-        std::io::Write::write_all(&mut stream, request.as_bytes()).unwrap();
-        let head = common::read_head(&mut stream);
-        head.split(' ').nth(1).unwrap().parse().unwrap()
+        upgrade_status(server, &format!("/ws?token={token}"), "").0
     }
 
     #[test]

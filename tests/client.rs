@@ -257,6 +257,17 @@ fn two_console_clients_chat_in_a_room() {
     assert_eq!(ann.stdout_line(), "#2 disconnected");
 }
 
+/// Reads a request head, byte by byte so nothing after it is consumed.
+fn request_head(stream: &mut std::net::TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
 /// A one-connection fake server: answers the opening handshake correctly, then does
 /// `after` with the socket. Returns the `ws://` URL to connect to.
 fn fake_server(after: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
@@ -264,13 +275,7 @@ fn fake_server(after: impl FnOnce(std::net::TcpStream) + Send + 'static) -> Stri
     let url = format!("ws://{}/fake", listener.local_addr().unwrap());
     thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).unwrap();
+        let head = request_head(&mut stream);
         assert!(head.starts_with("GET /fake HTTP/1.1\r\n"), "{head}");
         let key = common::header_value(&format!("HTTP/1.1 000 x\r\n{head}"), "Sec-WebSocket-Key")
             .expect("a Sec-WebSocket-Key");
@@ -353,13 +358,7 @@ fn header_and_token_go_into_the_opening_handshake() {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let (mut stream, _) = listener.accept().unwrap();
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            stream.read_exact(&mut byte).unwrap();
-            head.push(byte[0]);
-        }
-        tx.send(String::from_utf8(head).unwrap()).unwrap();
+        tx.send(request_head(&mut stream)).unwrap();
         // Refuse it: the client reports the status and exits.
         let _ = stream.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n");
     });
