@@ -45,6 +45,10 @@ enum Command {
         /// Send 'Authorization: Bearer TOKEN' with the opening handshake
         #[arg(long, value_name = "TOKEN")]
         token: Option<String>,
+        /// Reconnect when the connection is lost, and have the server replay what was
+        /// missed (subprotocol wscast.resume)
+        #[arg(long)]
+        resume: bool,
     },
 }
 
@@ -139,9 +143,10 @@ fn main() -> ExitCode {
         max_message,
         headers,
         token,
+        resume,
     }) = cli.command
     {
-        return connect(&url, max_message, &headers, token);
+        return connect(&url, max_message, &headers, token, resume);
     }
     let args = cli.serve;
     init_logging(args.log_level, args.log_format);
@@ -190,6 +195,7 @@ fn connect(
     max_message: usize,
     header_args: &[String],
     token: Option<String>,
+    resume: bool,
 ) -> ExitCode {
     let mut headers = Vec::new();
     for arg in header_args {
@@ -213,6 +219,7 @@ fn connect(
         &client::Options {
             max_message,
             headers,
+            resume,
         },
     ) {
         Ok(()) => ExitCode::SUCCESS,

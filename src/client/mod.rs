@@ -26,9 +26,20 @@
 //! a long line, what the server sends keeps being read, so a server that stops reading a
 //! client that does not read (as wscast does) cannot deadlock with us. Standard input is
 //! the one source held back: at most [`STDIN_BUDGET`] bytes of lines wait in the channel.
+//!
+//! With [`Options::resume`] (`--resume`) the client offers the `wscast.resume`
+//! subprotocol ([`resume`]) and outlives its connections: when one ends for any reason
+//! but the user's (end of stdin, a signal), it reconnects after a [`resume::Backoff`]
+//! wait with `?since=<last id>`, and the server replays what it missed. Each connection
+//! gets a new socket reader thread, numbered, so that bytes still coming from a dead
+//! connection's reader are told apart and dropped; the connecting itself runs on a
+//! thread too, so the user can still quit while it hangs. Lines typed while there is no
+//! open connection wait, within the budget, and go out once one opens.
 
+pub mod resume;
 pub mod url;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
@@ -43,6 +54,7 @@ use signal_hook::iterator::Signals;
 use crate::protocol::frame::Decoded;
 use crate::protocol::handshake::{self, ResponseError};
 use crate::protocol::{CloseCode, CloseFrame, Connection, Event, Message, MessageKind, State};
+use resume::{Backoff, Body, Id, Received, Seconds};
 pub use url::{UrlError, WsUrl};
 
 /// Largest message accepted from the server unless told otherwise (the server's default
@@ -70,6 +82,9 @@ pub struct Options {
     /// Further header lines for the opening handshake (`--header`, `--token`), each
     /// checked with [`handshake::check_extra_header`].
     pub headers: Vec<(String, String)>,
+    /// `--resume`: offer [`resume::SUBPROTOCOL`], and reconnect with `since` whenever
+    /// the connection is lost.
+    pub resume: bool,
 }
 
 impl Default for Options {
@@ -77,6 +92,7 @@ impl Default for Options {
         Options {
             max_message: DEFAULT_MAX_MESSAGE,
             headers: Vec::new(),
+            resume: false,
         }
     }
 }
@@ -136,21 +152,30 @@ impl std::error::Error for ClientError {}
 /// Connects to `url`, then relays stdin to the server and the server to stdout until
 /// one side closes. `Ok` means the connection ended with a closing handshake (or our
 /// Close went unanswered in time); the error says what went wrong otherwise.
+///
+/// With [`Options::resume`] only the user ends the session (end of stdin, a signal), or
+/// a refusal that asking again cannot change (an HTTP 4xx): a connection that ends
+/// otherwise is replaced by a new one that resumes after the last message printed.
 pub fn run(url: &str, options: &Options) -> Result<(), ClientError> {
     let url = WsUrl::parse(url).map_err(ClientError::Url)?;
-    let (stream, early) = open(&url, &options.headers)?;
+    let mut headers = options.headers.clone();
+    if options.resume {
+        // §4.1: "|Sec-WebSocket-Protocol| ... one or more comma-separated subprotocol
+        // the client wishes to speak". It may sit beside one from `--header`: the field
+        // "MAY appear multiple times in an HTTP request" (§11.3.4).
+        headers.push((
+            "Sec-WebSocket-Protocol".to_owned(),
+            resume::SUBPROTOCOL.to_owned(),
+        ));
+    }
+    let opened = open(&url, &headers)?;
 
-    // §10.3: masking keys must be unpredictable; the protocol derives them from this seed.
-    let seed = u64::from_le_bytes(entropy());
-    let conn = Connection::client_open(options.max_message, seed);
     let (tx, rx) = mpsc::channel();
     let budget = Arc::new(Budget::default());
-    let reader = stream
-        .try_clone()
-        .map_err(|e| ClientError::Lost(format!("cannot clone the socket: {e}")))?;
     spawn("socket", {
         let tx = tx.clone();
-        move || read_socket(reader, &tx)
+        let reader = opened.reader;
+        move || read_socket(reader, 0, &tx)
     });
     spawn("stdin", {
         let tx = tx.clone();
@@ -158,50 +183,86 @@ pub fn run(url: &str, options: &Options) -> Result<(), ClientError> {
         move || read_stdin(&tx, &budget)
     });
     match Signals::new([SIGINT, SIGTERM]) {
-        Ok(mut signals) => spawn("signals", move || {
-            for _ in signals.forever() {
-                if tx.send(Input::Signal).is_err() {
-                    return;
+        Ok(mut signals) => {
+            let tx = tx.clone();
+            spawn("signals", move || {
+                for _ in signals.forever() {
+                    if tx.send(Input::Signal).is_err() {
+                        return;
+                    }
                 }
-            }
-        }),
+            });
+        }
         Err(e) => eprintln!("cannot catch Ctrl-C ({e}); it will end the client abruptly"),
     }
     // Only now: Ctrl-C from here on closes cleanly.
     eprintln!("connected to {url}; lines you type are sent, Ctrl-D or Ctrl-C closes");
 
+    let used_since = url.query_param("since").is_some();
     let mut session = Session {
-        conn,
-        socket: stream,
+        conn: Connection::client_open(options.max_message, seed()),
+        socket: opened.socket,
+        generation: 0,
         events: Vec::new(),
         stdout: io::stdout(),
         printing: true,
         deadline: None,
         outcome: Ok(()),
+        user_closed: false,
+        server_close: None,
+        json: false,
+        used_since,
+        max_message: options.max_message,
+        resume: options.resume.then(|| Resume {
+            url,
+            headers,
+            tx,
+            last_id: None,
+            backoff: Backoff::default(),
+            warned: false,
+            pending: VecDeque::new(),
+        }),
     };
-    session.received(&early)?;
+    session.begin(opened.protocol, &opened.early, &budget, false)?;
     session.run(&rx, &budget)
 }
 
-/// What the threads hand to the main thread.
+/// What the threads hand to the main thread. Socket inputs carry the number of the
+/// connection they come from.
 enum Input {
     /// A line of stdin, terminator removed.
     Line(Vec<u8>),
     /// Standard input ended (or failed).
     StdinEnd,
     /// Bytes from the server.
-    Bytes(Vec<u8>),
+    Bytes(u64, Vec<u8>),
     /// The server closed TCP (`None`) or the socket failed.
-    SocketEnd(Option<io::Error>),
+    SocketEnd(u64, Option<io::Error>),
+    /// A reconnection attempt finished (`--resume`).
+    Opened(u64, Box<Result<Opened, ClientError>>),
     /// SIGINT or SIGTERM.
     Signal,
 }
 
+/// A connection whose opening handshake succeeded.
+struct Opened {
+    /// The socket, for writing.
+    socket: TcpStream,
+    /// The same socket, for the reader thread.
+    reader: TcpStream,
+    /// Bytes that arrived behind the server's response: frames already.
+    early: Vec<u8>,
+    /// The subprotocol the server selected, if any (§4.1 item 6).
+    protocol: Option<String>,
+}
+
 /// The main thread's state: the protocol, the write half of the socket, and where the
-/// close stands.
+/// close stands; with `--resume`, also what outlives a connection.
 struct Session {
     conn: Connection,
     socket: TcpStream,
+    /// The number of this connection: its socket reader's inputs carry it.
+    generation: u64,
     events: Vec<Event>,
     stdout: io::Stdout,
     /// Stdout still works (a closed pipe stops the printing and the session).
@@ -209,12 +270,75 @@ struct Session {
     /// When to stop waiting: for the server's Close after ours, or for its FIN after the
     /// closing handshake.
     deadline: Option<Instant>,
-    /// How the session ends once the socket does.
+    /// How the connection ends once the socket does.
     outcome: Result<(), ClientError>,
+    /// The user ended the session (end of stdin, a signal, stdout closed): whatever
+    /// happens to the connection now, the client does not reconnect.
+    user_closed: bool,
+    /// With `--resume`: the server's Close, described for the line that says we
+    /// reconnect, rather than on a line of its own.
+    server_close: Option<String>,
+    /// This connection speaks `wscast.resume`: every text message is one JSON object.
+    json: bool,
+    /// This connection's URL asked for `since`.
+    used_since: bool,
+    max_message: usize,
+    /// `--resume`.
+    resume: Option<Resume>,
+}
+
+/// What a resuming client keeps from one connection to the next.
+struct Resume {
+    /// The URL as given; `since` is added to it.
+    url: WsUrl,
+    /// The handshake's further headers, the subprotocol offer among them.
+    headers: Vec<(String, String)>,
+    /// For the threads of later connections.
+    tx: Sender<Input>,
+    /// The id of the last message handled (WIRE.md: "send back the last one seen").
+    last_id: Option<Id>,
+    backoff: Backoff,
+    /// "server does not offer resume" was said once already.
+    warned: bool,
+    /// Lines typed while no connection was open, oldest first (still counted in the
+    /// stdin budget, so stdin is held back when they pile up).
+    pending: VecDeque<Vec<u8>>,
+}
+
+/// How a wait between connections ended.
+enum Waited {
+    /// The time was up.
+    Timeout,
+    /// The user ended the session.
+    UserEnded,
+    /// The connection attempt finished.
+    Opened(Result<Opened, ClientError>),
 }
 
 impl Session {
+    /// Runs connection after connection until the session is over.
     fn run(mut self, rx: &Receiver<Input>, budget: &Budget) -> Result<(), ClientError> {
+        loop {
+            let result = self.run_connection(rx, budget);
+            let _ = self.socket.shutdown(Shutdown::Both);
+            if self.resume.is_none() || self.user_closed {
+                return result;
+            }
+            let why = match result {
+                Ok(()) => self
+                    .server_close
+                    .take()
+                    .unwrap_or_else(|| "the connection ended".to_owned()),
+                Err(e) => e.to_string(),
+            };
+            if !self.reconnect(rx, budget, why)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Relays until this connection is over.
+    fn run_connection(&mut self, rx: &Receiver<Input>, budget: &Budget) -> Result<(), ClientError> {
         loop {
             let input = match self.deadline {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -231,26 +355,32 @@ impl Session {
                             CLOSE_WAIT.as_secs()
                         );
                     }
-                    return self.outcome;
+                    return self.take_outcome();
                 }
-                Err(RecvTimeoutError::Disconnected) => return self.outcome,
+                Err(RecvTimeoutError::Disconnected) => return self.take_outcome(),
             };
             match input {
-                Input::Line(line) => {
-                    budget.release(line.len());
-                    self.send_line(&line)?;
+                Input::Line(line) => self.line(line, budget)?,
+                Input::StdinEnd => {
+                    self.user_closed = true;
+                    self.close()?;
                 }
-                Input::StdinEnd => self.close()?,
                 Input::Signal if self.deadline.is_some() => {
+                    self.user_closed = true;
                     eprintln!("second signal: leaving now");
-                    return self.outcome;
+                    return self.take_outcome();
                 }
-                Input::Signal => self.close()?,
-                Input::Bytes(bytes) => self.received(&bytes)?,
-                Input::SocketEnd(error) => {
+                Input::Signal => {
+                    self.user_closed = true;
+                    self.close()?;
+                }
+                Input::Bytes(generation, bytes) if generation == self.generation => {
+                    self.received(&bytes)?;
+                }
+                Input::SocketEnd(generation, error) if generation == self.generation => {
                     let _ = self.socket.shutdown(Shutdown::Both);
                     if self.conn.is_done() {
-                        return self.outcome;
+                        return self.take_outcome();
                     }
                     let why = match error {
                         Some(e) => e.to_string(),
@@ -258,18 +388,174 @@ impl Session {
                     };
                     return Err(ClientError::Lost(why));
                 }
+                // From an earlier connection (its reader was still running when it was
+                // given up), or a connection attempt no longer waited for: dropped.
+                Input::Bytes(..) | Input::SocketEnd(..) | Input::Opened(..) => {}
             }
         }
+    }
+
+    /// How the connection ended, leaving `Ok` for the next one.
+    fn take_outcome(&mut self) -> Result<(), ClientError> {
+        std::mem::replace(&mut self.outcome, Ok(()))
+    }
+
+    /// A new connection is open: learn its subprotocol, send the lines that waited for
+    /// it, and handle the frames that came with the handshake.
+    fn begin(
+        &mut self,
+        protocol: Option<String>,
+        early: &[u8],
+        budget: &Budget,
+        reconnected: bool,
+    ) -> Result<(), ClientError> {
+        if let Some(resume) = &mut self.resume {
+            resume.backoff.reset();
+            // WIRE.md: without history (or in echo mode) the server selects nothing and
+            // the connection is a plain one.
+            self.json = protocol.as_deref() == Some(resume::SUBPROTOCOL);
+            if !self.json && !resume.warned {
+                resume.warned = true;
+                eprintln!("server does not offer resume (history off?); printing plain messages");
+            }
+            // A resumed connection announces itself with its status line.
+            if reconnected && !(self.json && self.used_since) {
+                eprintln!("reconnected to {}", resume.url);
+            }
+            while let Some(line) = resume.pending.pop_front() {
+                budget.release(line.len());
+                let kind = line_kind(&line);
+                self.conn.send(kind, &line);
+            }
+            self.transmit()?;
+        }
+        self.received(early)
+    }
+
+    /// Waits `delay` (growing at each failure), connects, and starts the new connection.
+    /// `Ok(false)`: the user ended the session meanwhile; `Err`: a refusal not to retry.
+    fn reconnect(
+        &mut self,
+        rx: &Receiver<Input>,
+        budget: &Budget,
+        why: String,
+    ) -> Result<bool, ClientError> {
+        let mut report = format!("disconnected ({why}); reconnecting");
+        loop {
+            let Some(resume) = &mut self.resume else {
+                return Ok(false);
+            };
+            let delay = resume.backoff.next_delay();
+            eprintln!("wscast connect: {report} in {}", Seconds(delay));
+            if let Waited::UserEnded = self.wait(rx, Some(Instant::now() + delay)) {
+                return Ok(false);
+            }
+
+            let Some(resume) = &mut self.resume else {
+                return Ok(false);
+            };
+            let url = match &resume.last_id {
+                Some(id) => resume.url.with_since(id.as_str()),
+                None => resume.url.clone(),
+            };
+            self.generation += 1;
+            let generation = self.generation;
+            let used_since = url.query_param("since").is_some();
+            let headers = resume.headers.clone();
+            let tx = resume.tx.clone();
+            let connect_tx = tx.clone();
+            // On a thread: a connect or handshake that hangs must not stop Ctrl-C.
+            let started = spawn("connect", move || {
+                let result = open(&url, &headers);
+                let _ = connect_tx.send(Input::Opened(generation, Box::new(result)));
+            });
+            if !started {
+                return Err(ClientError::Lost(
+                    "cannot start a thread to reconnect".into(),
+                ));
+            }
+            let opened = match self.wait(rx, None) {
+                Waited::UserEnded => return Ok(false),
+                Waited::Timeout => continue,
+                Waited::Opened(Ok(opened)) => opened,
+                Waited::Opened(Err(e)) if is_final(&e) => return Err(e),
+                Waited::Opened(Err(e)) => {
+                    report = format!("reconnecting failed ({e}); retrying");
+                    continue;
+                }
+            };
+            let reader = opened.reader;
+            spawn("socket", move || read_socket(reader, generation, &tx));
+            self.conn = Connection::client_open(self.max_message, seed());
+            self.socket = opened.socket;
+            self.deadline = None;
+            self.outcome = Ok(());
+            self.server_close = None;
+            self.used_since = used_since;
+            match self.begin(opened.protocol, &opened.early, budget, true) {
+                Ok(()) => return Ok(true),
+                Err(e) => {
+                    let _ = self.socket.shutdown(Shutdown::Both);
+                    report = format!("disconnected ({e}); reconnecting");
+                }
+            }
+        }
+    }
+
+    /// Between connections: keeps lines for the next one and listens for the user ending
+    /// the session, until `until` or (with `None`) until the connection attempt
+    /// numbered [`Session::generation`] reports.
+    fn wait(&mut self, rx: &Receiver<Input>, until: Option<Instant>) -> Waited {
+        loop {
+            let input = match until {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(until) => rx.recv_timeout(until.saturating_duration_since(Instant::now())),
+            };
+            let input = match input {
+                Ok(input) => input,
+                Err(RecvTimeoutError::Timeout) => return Waited::Timeout,
+                Err(RecvTimeoutError::Disconnected) => return Waited::UserEnded,
+            };
+            match input {
+                Input::Line(line) => {
+                    if let Some(resume) = &mut self.resume {
+                        resume.pending.push_back(line);
+                    }
+                }
+                Input::StdinEnd | Input::Signal => {
+                    self.user_closed = true;
+                    let unsent = self.resume.as_ref().map_or(0, |r| r.pending.len());
+                    if unsent > 0 {
+                        eprintln!("{unsent} line(s) typed while disconnected were not sent");
+                    }
+                    return Waited::UserEnded;
+                }
+                Input::Opened(generation, result) if generation == self.generation => {
+                    return Waited::Opened(*result);
+                }
+                // From a connection already given up.
+                Input::Bytes(..) | Input::SocketEnd(..) | Input::Opened(..) => {}
+            }
+        }
+    }
+
+    /// A line of stdin: sent, or with `--resume` kept for the next connection while
+    /// this one is not open.
+    fn line(&mut self, line: Vec<u8>, budget: &Budget) -> Result<(), ClientError> {
+        if let Some(resume) = &mut self.resume {
+            if self.conn.state() != State::Open {
+                resume.pending.push_back(line);
+                return Ok(());
+            }
+        }
+        budget.release(line.len());
+        self.send_line(&line)
     }
 
     /// Sends one stdin line: text if it is UTF-8, binary if not. Lines typed while the
     /// connection is closing are dropped (§5.5.1: no data frames after a Close).
     fn send_line(&mut self, line: &[u8]) -> Result<(), ClientError> {
-        let kind = match std::str::from_utf8(line) {
-            Ok(_) => MessageKind::Text,
-            Err(_) => MessageKind::Binary,
-        };
-        self.conn.send(kind, line);
+        self.conn.send(line_kind(line), line);
         self.transmit()
     }
 
@@ -310,7 +596,12 @@ impl Session {
             // The server's Close: the handshake it started, or the answer to ours.
             Event::Close(frame) => {
                 let started_by_server = self.conn.state() == State::CloseReceived;
-                eprintln!("{}", describe_close(frame.as_ref(), started_by_server));
+                let report = describe_close(frame.as_ref(), started_by_server);
+                if self.resume.is_some() && started_by_server {
+                    self.server_close = Some(report);
+                } else {
+                    eprintln!("{report}");
+                }
                 self.deadline = Some(Instant::now() + FIN_WAIT);
             }
             // The server broke the protocol; a Close with the error's code was queued.
@@ -322,19 +613,56 @@ impl Session {
         Ok(())
     }
 
+    /// Prints a message: as it is (text) or summarised (binary); on a `wscast.resume`
+    /// connection, what its JSON says, remembering each broadcast's id once printed.
     fn print(&mut self, message: &Message) {
+        let received = match message.as_text() {
+            Some(text) if self.json => Received::parse(text),
+            _ => Received::Unknown,
+        };
+        match received {
+            Received::Status(status) => {
+                if let Some(report) = resume::status_report(&status, self.used_since) {
+                    eprintln!("{report}");
+                }
+                // WIRE.md: "Store it as your last id at once".
+                self.remember(status.from);
+            }
+            Received::Broadcast { id, body } => {
+                match body {
+                    Body::Text(text) => self.write_line(format_args!("{text}")),
+                    Body::Binary(data) => {
+                        self.write_line(format_args!("<binary, {} bytes>", data.len()));
+                    }
+                }
+                self.remember(id);
+            }
+            Received::Notice(text) => self.write_line(format_args!("{text}")),
+            // A plain connection's messages, and anything the JSON does not explain.
+            Received::Unknown => match message.as_text() {
+                Some(text) => self.write_line(format_args!("{text}")),
+                None => self.write_line(format_args!("<binary, {} bytes>", message.data.len())),
+            },
+        }
+    }
+
+    fn remember(&mut self, id: Id) {
+        if let Some(resume) = &mut self.resume {
+            resume.last_id = Some(id);
+        }
+    }
+
+    /// One line on stdout; if stdout is gone, the session ends.
+    fn write_line(&mut self, line: fmt::Arguments<'_>) {
         if !self.printing {
             return;
         }
         let mut out = self.stdout.lock();
-        let result = match message.as_text() {
-            Some(text) => writeln!(out, "{text}"),
-            None => writeln!(out, "<binary, {} bytes>", message.data.len()),
-        }
-        .and_then(|()| out.flush());
+        let result = writeln!(out, "{line}").and_then(|()| out.flush());
         if let Err(e) = result {
             drop(out);
             self.printing = false;
+            self.user_closed = true;
             eprintln!("stdout: {e}; closing");
             let _ = self.close();
         }
@@ -365,6 +693,34 @@ impl Session {
     }
 }
 
+/// §5.6: a line goes as text if it is UTF-8, as binary if not.
+fn line_kind(line: &[u8]) -> MessageKind {
+    match std::str::from_utf8(line) {
+        Ok(_) => MessageKind::Text,
+        Err(_) => MessageKind::Binary,
+    }
+}
+
+/// Whether a failed connection attempt is not worth repeating: the server refused the
+/// handshake with a 4xx, and RFC 9110 §15.5: "The 4xx (Client Error) class of status code
+/// indicates that the client seems to have erred" (a bad token, a wrong path, a `since`
+/// it could not have issued). Anything else (no route, a 503 when full, a restart) may
+/// pass.
+fn is_final(error: &ClientError) -> bool {
+    matches!(
+        error,
+        ClientError::Handshake {
+            error: ResponseError::NotSwitchingProtocols(400..=499),
+            ..
+        }
+    )
+}
+
+/// §10.3: masking keys must be unpredictable; the protocol derives them from this seed.
+fn seed() -> u64 {
+    u64::from_le_bytes(entropy())
+}
+
 /// The stderr line for the server's Close frame.
 fn describe_close(frame: Option<&CloseFrame>, started_by_server: bool) -> String {
     let who = if started_by_server {
@@ -379,9 +735,8 @@ fn describe_close(frame: Option<&CloseFrame>, started_by_server: bool) -> String
     }
 }
 
-/// Connects and performs the opening handshake (§4.1); returns the socket and any bytes
-/// that arrived behind the server's response (frames already).
-fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<(TcpStream, Vec<u8>), ClientError> {
+/// Connects and performs the opening handshake (§4.1) with the further `headers`.
+fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<Opened, ClientError> {
     let target = format!("{}:{}", url.connect_host(), url.port);
     let connect_error = |error| ClientError::Connect {
         target: target.clone(),
@@ -412,6 +767,14 @@ fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<(TcpStream, Vec<u8>
     let key = handshake::client_key(&entropy());
     let request = handshake::client_request_with(&url.host_header(), &url.resource, &key, headers);
     stream.write_all(&request).map_err(io_error)?;
+    // §4.1 item 6: the server may select one of the subprotocols offered, and no other.
+    let offered: Vec<&str> = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("Sec-WebSocket-Protocol"))
+        .flat_map(|(_, value)| value.split(','))
+        .map(str::trim)
+        .filter(|protocol| !protocol.is_empty())
+        .collect();
 
     let mut response = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -428,10 +791,19 @@ fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<(TcpStream, Vec<u8>
             Err(e) => return Err(ClientError::HandshakeIo(e)),
         };
         response.extend_from_slice(&chunk[..n]);
-        match handshake::check_response(&response, &key) {
-            Ok(Decoded::Complete { consumed, .. }) => {
+        match handshake::check_response_offering(&response, &key, &offered) {
+            Ok(Decoded::Complete {
+                value: protocol,
+                consumed,
+            }) => {
                 stream.set_read_timeout(None).map_err(io_error)?;
-                return Ok((stream, response.split_off(consumed)));
+                let reader = stream.try_clone().map_err(io_error)?;
+                return Ok(Opened {
+                    socket: stream,
+                    reader,
+                    early: response.split_off(consumed),
+                    protocol,
+                });
             }
             Ok(Decoded::Partial) => {}
             Err(error) => {
@@ -486,23 +858,29 @@ fn entropy<const N: usize>() -> [u8; N] {
     bytes
 }
 
-fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
-    if let Err(e) = thread::Builder::new().name(name.to_owned()).spawn(f) {
-        eprintln!("cannot start the {name} thread: {e}");
+/// Starts a named thread; `false` (after saying why on stderr) if it could not start.
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> bool {
+    match thread::Builder::new().name(name.to_owned()).spawn(f) {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("cannot start the {name} thread: {e}");
+            false
+        }
     }
 }
 
-/// The socket reader thread: everything the server sends goes to the main thread.
-fn read_socket(mut socket: TcpStream, tx: &Sender<Input>) {
+/// The socket reader thread of connection number `generation`: everything the server
+/// sends goes to the main thread.
+fn read_socket(mut socket: TcpStream, generation: u64, tx: &Sender<Input>) {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let input = match socket.read(&mut buf) {
-            Ok(0) => Input::SocketEnd(None),
-            Ok(n) => Input::Bytes(buf[..n].to_vec()),
+            Ok(0) => Input::SocketEnd(generation, None),
+            Ok(n) => Input::Bytes(generation, buf[..n].to_vec()),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Input::SocketEnd(Some(e)),
+            Err(e) => Input::SocketEnd(generation, Some(e)),
         };
-        let end = matches!(input, Input::SocketEnd(_));
+        let end = matches!(input, Input::SocketEnd(..));
         if tx.send(input).is_err() || end {
             return;
         }
@@ -617,6 +995,30 @@ mod tests {
         ];
         for (frame, by_server, want) in table {
             assert_eq!(describe_close(frame.as_ref(), by_server), want);
+        }
+    }
+
+    #[test]
+    fn only_a_4xx_refusal_stops_the_reconnecting() {
+        let refused = |status| ClientError::Handshake {
+            error: ResponseError::NotSwitchingProtocols(status),
+            explanation: None,
+        };
+        for status in [400, 401, 403, 404, 426] {
+            assert!(is_final(&refused(status)), "{status}");
+        }
+        let passing = [
+            refused(503),
+            refused(302),
+            ClientError::HandshakeIo(io::ErrorKind::UnexpectedEof.into()),
+            ClientError::Connect {
+                target: "h:1".into(),
+                error: io::ErrorKind::ConnectionRefused.into(),
+            },
+            ClientError::Lost("the server closed TCP without a Close frame (1006)".into()),
+        ];
+        for error in passing {
+            assert!(!is_final(&error), "{error}");
         }
     }
 

@@ -134,6 +134,40 @@ impl WsUrl {
         }
     }
 
+    /// The value of the query parameter `name` (the last one, if repeated), as written:
+    /// not percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        let (_, query) = self.resource.split_once('?')?;
+        query
+            .rsplit('&')
+            .find_map(|param| match param.split_once('=') {
+                Some((key, value)) => (key == name).then_some(value),
+                None => (param == name).then_some(""),
+            })
+    }
+
+    /// This URL with `since=<id>` in its query, for resuming after the message `id`: any
+    /// `since` already there is replaced, every other parameter kept in order. The id is
+    /// percent-encoded (RFC 3986 §2.1) except for §2.3's unreserved characters, which
+    /// are all a wscast id uses.
+    pub fn with_since(&self, id: &str) -> WsUrl {
+        let (path, query) = self
+            .resource
+            .split_once('?')
+            .unwrap_or((&self.resource, ""));
+        let mut params: Vec<String> = query
+            .split('&')
+            .filter(|param| !param.is_empty())
+            .filter(|param| param.split('=').next() != Some("since"))
+            .map(str::to_owned)
+            .collect();
+        params.push(format!("since={}", percent_encode(id)));
+        WsUrl {
+            resource: format!("{path}?{}", params.join("&")),
+            ..self.clone()
+        }
+    }
+
     /// The host to resolve, without an IPv6 address's brackets.
     pub fn connect_host(&self) -> &str {
         self.host
@@ -147,6 +181,20 @@ impl fmt::Display for WsUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ws://{}:{}{}", self.host, self.port, self.resource)
     }
+}
+
+/// RFC 3986 §2.1 percent-encoding of every byte but §2.3's "unreserved characters":
+/// `ALPHA / DIGIT / "-" / "." / "_" / "~"`.
+fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Splits `host[:port]` or `[v6]` / `[v6]:port`.
@@ -222,5 +270,41 @@ mod tests {
             assert_eq!(url.host_header(), header, "{text}");
             assert_eq!(url.connect_host(), connect, "{text}");
         }
+    }
+
+    #[test]
+    fn since_joins_the_query_and_replaces_an_earlier_since() {
+        let table = [
+            ("ws://h/ws", "19ae0c5f2a1-41", "/ws?since=19ae0c5f2a1-41"),
+            ("ws://h", "7-1", "/?since=7-1"),
+            ("ws://h/ws?", "7-1", "/ws?since=7-1"),
+            ("ws://h/ws?room=a&x", "7-1", "/ws?room=a&x&since=7-1"),
+            ("ws://h/ws?since=7-1&room=a", "7-2", "/ws?room=a&since=7-2"),
+            (
+                "ws://h/ws?since&sincere=1",
+                "7-2",
+                "/ws?sincere=1&since=7-2",
+            ),
+            // Redis stream ids and anything else are percent-encoded (RFC 3986 §2.1).
+            ("ws://h/ws", "1-0 a/b&c=d", "/ws?since=1-0%20a%2Fb%26c%3Dd"),
+        ];
+        for (text, id, resource) in table {
+            let url = WsUrl::parse(text).unwrap().with_since(id);
+            assert_eq!(url.resource, resource, "{text} + {id}");
+            assert_eq!(url.host, "h");
+        }
+    }
+
+    #[test]
+    fn query_params_are_found_by_name() {
+        let url = WsUrl::parse("ws://h/ws?a=1&since=7-1&b&since=7-2").unwrap();
+        assert_eq!(url.query_param("since"), Some("7-2"));
+        assert_eq!(url.query_param("a"), Some("1"));
+        assert_eq!(url.query_param("b"), Some(""));
+        assert_eq!(url.query_param("c"), None);
+        assert_eq!(
+            WsUrl::parse("ws://h/ws").unwrap().query_param("since"),
+            None
+        );
     }
 }

@@ -329,7 +329,7 @@ pub enum ResponseError {
     AcceptMismatch,
     /// §4.1 item 5: the server chose an extension; this client offers none.
     UnrequestedExtension,
-    /// §4.1 item 6: the server chose a subprotocol; this client offers none.
+    /// §4.1 item 6: the server chose a subprotocol the client did not offer (or several).
     UnrequestedSubprotocol,
 }
 
@@ -372,6 +372,25 @@ impl std::error::Error for ResponseError {}
 /// Incremental like [`super::http::parse_request`]: [`Decoded::Partial`] until the head is complete;
 /// then `consumed` is the head's length, and any bytes after it are already WebSocket frames.
 pub fn check_response(buf: &[u8], key: &str) -> Result<Decoded<()>, ResponseError> {
+    Ok(match check_response_offering(buf, key, &[])? {
+        Decoded::Complete { consumed, .. } => Decoded::Complete {
+            value: (),
+            consumed,
+        },
+        Decoded::Partial => Decoded::Partial,
+    })
+}
+
+/// [`check_response`] for a request that offered the subprotocols `offered` in
+/// `Sec-WebSocket-Protocol` (§4.1: "|Sec-WebSocket-Protocol| ... a list of values
+/// indicating which protocols the client would like to speak"). The complete value is the
+/// one the server selected, or `None` if it selected none (§4.2.2 item 5.5: the field is
+/// then absent, and the connection speaks no subprotocol).
+pub fn check_response_offering(
+    buf: &[u8],
+    key: &str,
+    offered: &[&str],
+) -> Result<Decoded<Option<String>>, ResponseError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut raw = httparse::Response::new(&mut slots);
     let parsed = parse_head(buf, |window| raw.parse(window)).map_err(|e| match e {
@@ -425,16 +444,18 @@ pub fn check_response(buf: &[u8], key: &str) -> Result<Decoded<()>, ResponseErro
     }
     // §4.1 item 6: "If the response includes a |Sec-WebSocket-Protocol| header field and
     // this header field indicates the use of a subprotocol that was not present in the
-    // client's handshake ..., the client MUST _Fail the WebSocket Connection_."
-    if list_items(&headers, "Sec-WebSocket-Protocol")
-        .next()
-        .is_some()
-    {
-        return Err(ResponseError::UnrequestedSubprotocol);
-    }
+    // client's handshake ..., the client MUST _Fail the WebSocket Connection_." §4.2.2
+    // item 5.5 lets the server select "a single value", so a list of several is refused
+    // too. The selected value must be one of ours as we wrote it: compared exactly.
+    let mut selected = list_items(&headers, "Sec-WebSocket-Protocol");
+    let protocol = match (selected.next(), selected.next()) {
+        (None, _) => None,
+        (Some(one), None) if offered.contains(&one) => Some(one.to_owned()),
+        _ => return Err(ResponseError::UnrequestedSubprotocol),
+    };
 
     Ok(Decoded::Complete {
-        value: (),
+        value: protocol,
         consumed,
     })
 }
@@ -948,6 +969,43 @@ mod tests {
             check_response(&endless, SECTION_1_3_KEY),
             Err(ResponseError::TooLarge)
         );
+    }
+
+    #[test]
+    fn section_4_1_item_6_the_selected_subprotocol_is_one_offered() {
+        let accept = format!("Sec-WebSocket-Accept: {SECTION_1_3_ACCEPT}");
+        let offered: &[&str] = &["wscast.resume", "chat"];
+        let table = [
+            // §4.2.2 item 5.5: no header, no subprotocol (the server selects none).
+            (None, Ok(None)),
+            (Some("wscast.resume"), Ok(Some("wscast.resume"))),
+            (Some("  chat "), Ok(Some("chat"))),
+            (
+                Some("superchat"),
+                Err(ResponseError::UnrequestedSubprotocol),
+            ),
+            (
+                Some("WSCAST.RESUME"),
+                Err(ResponseError::UnrequestedSubprotocol),
+            ),
+            // "a single value": a list of two is not a selection.
+            (
+                Some("wscast.resume, chat"),
+                Err(ResponseError::UnrequestedSubprotocol),
+            ),
+        ];
+        for (selected, expected) in table {
+            let selected = selected.map(|p| format!("Sec-WebSocket-Protocol:{p}"));
+            let mut lines = vec!["Upgrade: websocket", "Connection: Upgrade", &accept];
+            lines.extend(selected.as_deref());
+            let text = head("HTTP/1.1 101 Switching Protocols", &lines);
+            let got = check_response_offering(text.as_bytes(), SECTION_1_3_KEY, offered);
+            let want = expected.map(|p| Decoded::Complete {
+                value: p.map(str::to_owned),
+                consumed: text.len(),
+            });
+            assert_eq!(got, want, "{text:?}");
+        }
     }
 
     proptest::proptest! {
