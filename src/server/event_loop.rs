@@ -76,6 +76,8 @@ pub struct Server {
     peers: Slab<Peer>,
     /// Upgraded connections in the table.
     open: usize,
+    /// Of those, how many opted in to resume (the tagged encoding is built only for them).
+    resumers: usize,
     next_id: u64,
     /// The mode's rules.
     app: App,
@@ -157,6 +159,7 @@ impl Server {
             config,
             peers: Slab::new(),
             open: 0,
+            resumers: 0,
             next_id: 1,
             stdin: Some(stdin),
             signals,
@@ -499,6 +502,7 @@ impl Server {
                     // The status, then what it missed, then (queued behind) the live feed:
                     // all in this turn, so no broadcast can fall between them.
                     peer.flags.set(RESUME, true);
+                    self.resumers += 1;
                     peer.conn.send(MessageKind::Text, &replay.status);
                     for frames in &replay.frames {
                         peer.conn.send_shared(frames);
@@ -731,7 +735,10 @@ impl Server {
     fn publish(&mut self, frames: &Shared, source: Source) -> usize {
         let broadcast = Broadcast {
             plain: frames.clone(),
-            tagged: self.history.as_mut().map(|history| history.record(frames)),
+            tagged: self
+                .history
+                .as_mut()
+                .and_then(|history| history.record(frames, self.resumers > 0)),
         };
         let n = self
             .hub
@@ -1093,6 +1100,7 @@ impl Server {
         peer.transport.deregister(self.poll.registry());
         if peer.id != 0 {
             self.open -= 1;
+            self.resumers -= usize::from(peer.flags.get(RESUME));
             self.subjects.remove(&peer.id);
             self.metrics.gone(usize::from(peer.path));
             if !peer.flags.get(ANNOUNCED) {

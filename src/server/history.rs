@@ -157,10 +157,11 @@ impl History {
         self.bytes
     }
 
-    /// Gives each message of a plain broadcast batch the next id, keeps it, and returns
-    /// the batch in the `wscast.resume` encoding for the clients that opted in.
-    pub fn record(&mut self, plain: &Shared) -> Shared {
-        let mut tagged = Frames::new();
+    /// Gives each message of a plain broadcast batch the next id and keeps it; with
+    /// `live` (some connected client opted in), also returns the batch in the
+    /// `wscast.resume` encoding for those clients.
+    pub fn record(&mut self, plain: &Shared, live: bool) -> Option<Shared> {
+        let mut tagged = live.then(Frames::new);
         for (kind, payload) in plain.each() {
             let n = self.next;
             self.next += 1;
@@ -171,11 +172,13 @@ impl History {
             json.extend_from_slice(b"\",");
             push_body(&mut json, kind, payload);
             json.push(b'}');
-            tagged.push(MessageKind::Text, &json);
+            if let Some(tagged) = &mut tagged {
+                tagged.push(MessageKind::Text, &json);
+            }
             self.store(&json);
             self.scratch = json;
         }
-        tagged.share()
+        tagged.map(Frames::share)
     }
 
     /// What a client resuming after `since` (or opting in afresh, without it) is sent
@@ -361,7 +364,7 @@ mod tests {
         let mut plain = Frames::new();
         plain.push(MessageKind::Text, b"say \"hi\"\n");
         plain.push(MessageKind::Binary, &[0xde, 0xad, 0xbe, 0xef]);
-        let tagged = h.record(&plain.share());
+        let tagged = h.record(&plain.share(), true).unwrap();
         assert_eq!(
             messages(&[tagged]),
             [
@@ -375,8 +378,8 @@ mod tests {
     #[test]
     fn replay_from_an_id_is_everything_after_it_in_order() {
         let mut h = History::new("r".into(), 100, 1 << 20);
-        h.record(&batch(&["a", "b", "c"]));
-        h.record(&batch(&["d"]));
+        h.record(&batch(&["a", "b", "c"]), false);
+        h.record(&batch(&["d"]), false);
         let fresh = h.replay(None).unwrap();
         assert_eq!(
             status(&fresh),
@@ -396,7 +399,7 @@ mod tests {
         assert_eq!(texts, [json!("c"), json!("d")]);
 
         // After the replay sealed the segment, new messages still replay in order.
-        h.record(&batch(&["e"]));
+        h.record(&batch(&["e"]), false);
         let replay = h.replay(Some("r-0")).unwrap();
         let ids: Vec<_> = messages(&replay.frames)
             .iter()
@@ -419,7 +422,7 @@ mod tests {
     fn an_id_older_than_the_history_says_how_many_were_missed() {
         let mut h = History::new("r".into(), 3, 1 << 20);
         for i in 1..=10 {
-            h.record(&batch(&[&format!("line {i}")]));
+            h.record(&batch(&[&format!("line {i}")]), false);
         }
         assert_eq!(h.len(), 3);
         let replay = h.replay(Some("r-2")).unwrap();
@@ -443,7 +446,7 @@ mod tests {
     #[test]
     fn ids_it_could_not_have_issued_are_refused() {
         let mut h = History::new("r".into(), 10, 1 << 20);
-        h.record(&batch(&["a"]));
+        h.record(&batch(&["a"]), false);
         for (id, why) in [
             ("r-2", BadId::Future),
             ("r-99999999999999999999999", BadId::Malformed),
@@ -469,7 +472,7 @@ mod tests {
         let line = "x".repeat(1000);
         let mut replays = Vec::new();
         for i in 0..2_000u64 {
-            h.record(&batch(&[&format!("{i} {line}")]));
+            h.record(&batch(&[&format!("{i} {line}")]), false);
             assert!(h.bytes() <= max);
             if i % 97 == 0 {
                 // Replays seal the open segment at odd places.
@@ -488,7 +491,7 @@ mod tests {
             assert_eq!(m["id"], json!(format!("r-{}", first + k as u64 + 1)));
         }
         // A message larger than the whole history is not kept, and empties it.
-        h.record(&batch(&[&"y".repeat(max + 1)]));
+        h.record(&batch(&[&"y".repeat(max + 1)]), false);
         assert_eq!((h.len(), h.bytes()), (0, 0));
         let after = h.replay(Some("r-2000")).unwrap();
         assert_eq!((after.recovered, after.missed), (0, Some(1)));
