@@ -6,6 +6,7 @@
 //!     ├── peer ── transport (bytes) + protocol::Connection (RFC 6455, its outbox)
 //!     ├── routes ── HTTP request → answer
 //!     ├── hub ── fan-out and backlog rules
+//!     ├── history ── broadcasts kept with ids; replays for resuming clients
 //!     ├── feed ── stdin lines, POST bodies → shared frames
 //!     ├── console ── commands, printing client messages
 //!     └── app (crate::app) ── the modes' rules
