@@ -180,6 +180,16 @@ fn an_id_older_than_the_history_says_how_many_were_missed() {
         resumed,
         json!({"from": ids[14], "recovered": 5, "missed": 13})
     );
+    let (_, _, metrics) =
+        http_exchange(&server.addr(), b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    let metrics = String::from_utf8(metrics).unwrap();
+    for line in [
+        "wscast_resumes_total 1",
+        "wscast_replayed_messages_total 5",
+        "wscast_missed_messages_total 13",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
     for (i, id) in ids.iter().enumerate().skip(15) {
         let message = next_json(&mut late);
         assert_eq!(

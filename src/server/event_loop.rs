@@ -508,6 +508,11 @@ impl Server {
                         peer.conn.send_shared(frames);
                     }
                     self.metrics.messages_sent += 1 + replay.recovered;
+                    if replay.resumed {
+                        self.metrics.resumes += 1;
+                        self.metrics.replayed += replay.recovered;
+                        self.metrics.missed += replay.missed.unwrap_or(0);
+                    }
                     peer.mark_dirty(key, &mut self.dirty);
                 }
                 if let Some(sub) = subject {
@@ -1123,7 +1128,7 @@ impl Server {
 /// How a resuming connection's log line ends.
 fn describe_replay(replay: &Replay) -> String {
     match replay.missed {
-        Some(0) if replay.recovered == 0 => ", with resume ids".to_owned(),
+        _ if !replay.resumed => ", with resume ids".to_owned(),
         Some(0) => format!(", resuming: {} recovered", replay.recovered),
         Some(missed) => format!(
             ", resuming: {} recovered, {missed} missed",

@@ -81,6 +81,8 @@ pub struct Replay {
     pub recovered: u64,
     /// How many messages after its id are no longer retained (`None`: unknown).
     pub missed: Option<u64>,
+    /// Whether the client came back with an id (`false`: it opted in afresh).
+    pub resumed: bool,
 }
 
 /// A run of stored messages: `ends[i]` is where message `first + i` ends in `frames`.
@@ -226,6 +228,7 @@ impl History {
             frames,
             recovered,
             missed,
+            resumed: since.is_some(),
         })
     }
 
