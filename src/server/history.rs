@@ -419,6 +419,13 @@ mod tests {
             ]
         );
         assert_eq!(h.replay(Some("r-5")).unwrap().recovered, 0);
+
+        // Two clients resuming from the same place are handed the same bytes, not copies.
+        let (one, two) = (h.replay(Some("r-1")).unwrap(), h.replay(Some("r-1")).unwrap());
+        assert_eq!(one.frames.len(), two.frames.len());
+        for (a, b) in one.frames.iter().zip(&two.frames) {
+            assert!(std::ptr::eq(a.as_bytes(), b.as_bytes()));
+        }
     }
 
     #[test]
