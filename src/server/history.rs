@@ -421,7 +421,10 @@ mod tests {
         assert_eq!(h.replay(Some("r-5")).unwrap().recovered, 0);
 
         // Two clients resuming from the same place are handed the same bytes, not copies.
-        let (one, two) = (h.replay(Some("r-1")).unwrap(), h.replay(Some("r-1")).unwrap());
+        let (one, two) = (
+            h.replay(Some("r-1")).unwrap(),
+            h.replay(Some("r-1")).unwrap(),
+        );
         assert_eq!(one.frames.len(), two.frames.len());
         for (a, b) in one.frames.iter().zip(&two.frames) {
             assert!(std::ptr::eq(a.as_bytes(), b.as_bytes()));
@@ -513,5 +516,38 @@ mod tests {
         assert_eq!(text, json!({"text": "#4 joined"}));
         let bin: Value = serde_json::from_slice(&wrap(MessageKind::Binary, &[0xff])).unwrap();
         assert_eq!(bin, json!({"binary": "/w=="}));
+    }
+
+    proptest::proptest! {
+        /// Whatever the sizes, limits and replay points: the bounds hold, and a replay is
+        /// exactly the retained messages after the id, in order, with `missed` making up
+        /// the difference.
+        #[test]
+        fn replays_are_exact_and_bounds_hold(
+            limit in 1usize..50,
+            max_bytes in 64usize..20_000,
+            steps in proptest::collection::vec((0usize..4, 0usize..3000, 0u64..200), 1..60),
+        ) {
+            let mut h = History::new("p".into(), limit, max_bytes);
+            for (lines, size, back) in steps {
+                let texts: Vec<String> = (0..lines).map(|i| format!("{i}{}", "z".repeat(size))).collect();
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                if !refs.is_empty() {
+                    h.record(&batch(&refs), lines % 2 == 0);
+                }
+                proptest::prop_assert!(h.len() <= limit as u64 && h.bytes() <= max_bytes);
+                let newest = h.next - 1;
+                let since = newest.saturating_sub(back);
+                let replay = h.replay(Some(&format!("p-{since}"))).unwrap();
+                let ids: Vec<Value> = messages(&replay.frames).iter().map(|m| m["id"].clone()).collect();
+                proptest::prop_assert_eq!(ids.len() as u64, replay.recovered);
+                let missed = replay.missed.unwrap();
+                proptest::prop_assert_eq!(missed + replay.recovered, newest - since);
+                let first = since + missed + 1;
+                for (k, id) in ids.iter().enumerate() {
+                    proptest::prop_assert_eq!(id, &json!(format!("p-{}", first + k as u64)));
+                }
+            }
+        }
     }
 }
