@@ -310,7 +310,7 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .collect();
-        assert_eq!(families.len(), 10, "{text}");
+        assert_eq!(families.len(), 13, "{text}");
         for family in families {
             let name = family.split(' ').next().unwrap();
             assert_eq!(
