@@ -10,9 +10,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{
-    header_value, http_exchange, read_frame, read_head, read_message, tcp, Server, TIMEOUT,
-};
+use common::{http_exchange, read_message, tcp, Server, TIMEOUT};
 use serde_json::{json, Value};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::{Message, WebSocket};
@@ -262,30 +260,35 @@ fn ids_the_server_never_issued_are_refused_with_400() {
     assert_eq!(read_message(&mut plain), Message::text("plain"));
 }
 
+/// `--history 0` keeps nothing, but the opt-in still works (a browser fails a connection
+/// whose offered subprotocol is not selected): ids still count, so a client that comes
+/// back is told exactly how many messages it missed.
 #[test]
-fn with_history_off_the_subprotocol_is_not_selected_and_messages_are_plain() {
+fn with_history_off_a_resuming_client_is_told_what_it_missed() {
     let mut server = Server::start(&["--history", "0"]);
-    // By hand: tungstenite fails a handshake whose offered subprotocol is not selected,
-    // which §4.1 leaves to the client (browsers go on, with `ws.protocol === ""`).
-    let mut stream = tcp(&server.addr());
-    stream
-        .write_all(
-            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
-              Sec-WebSocket-Protocol: wscast.resume\r\n\r\n",
-        )
-        .unwrap();
-    let head = read_head(&mut stream);
-    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    let mut ws = resumer(&server, None);
+    assert_eq!(status(&mut ws)["recovered"], 0);
+    server.write_stdin(b"one\ntwo\nthree\n");
+    let first = next_json(&mut ws);
+    assert_eq!(first["text"], "one");
+    let mut back = resumer(&server, Some(first["id"].as_str().unwrap()));
+    let resumed = status(&mut back);
     assert_eq!(
-        header_value(&head, "Sec-WebSocket-Protocol"),
-        None,
-        "{head}"
+        (resumed["recovered"].as_u64(), resumed["missed"].as_u64()),
+        (Some(0), Some(2))
     );
-    wait_connections(&server, 1);
-    server.send_line(b"hello");
-    let frame = read_frame(&mut stream).unwrap();
-    assert_eq!((frame.opcode, &frame.payload[..]), (1, &b"hello"[..]));
+    server.send_line(b"four");
+    assert_eq!(next_json(&mut back)["text"], "four");
+}
+
+/// Echo mode accepts the opt-in too: echoes come back wrapped, without an id.
+#[test]
+fn echo_mode_wraps_echoes_for_an_opted_in_client() {
+    let server = Server::start(&["--mode", "echo"]);
+    let mut ws = resumer(&server, None);
+    status(&mut ws);
+    ws.send(Message::text("ping \"me\"")).unwrap();
+    assert_eq!(next_json(&mut ws), json!({"text": "ping \"me\""}));
 }
 
 /// In chat mode, what is not a broadcast (notices, relays) reaches an opted-in client

@@ -43,7 +43,7 @@ use super::routes::{self, Route, RouteContext};
 use super::timer::{Millis, Timer};
 use super::transport::{Flush, Transport};
 use super::Config;
-use crate::app::{App, Delivery, Mode};
+use crate::app::{App, Delivery};
 use crate::protocol::http::{reason_phrase, Request, Response};
 use crate::protocol::{CloseCode, Event, Frames, MessageKind, RequestRead, Shared, State};
 
@@ -85,9 +85,9 @@ pub struct Server {
     hub: Hub,
     /// What `GET /metrics` reports.
     metrics: Metrics,
-    /// The broadcasts kept for resuming clients (`None` with `--history 0` or in echo
-    /// mode).
-    history: Option<History>,
+    /// The broadcasts kept for resuming clients (none with `--history 0`, which still
+    /// numbers them).
+    history: History,
     /// With `--auth-jwt-key`: each connection's `sub` claim, by id (none without it).
     subjects: HashMap<u64, String>,
     stdin: Option<StdinFeed>,
@@ -148,13 +148,11 @@ impl Server {
             app: App::new(config.mode),
             hub: Hub::new(config.max_backlog),
             metrics: Metrics::new(config.paths.len()),
-            history: (config.history > 0 && config.mode != Mode::Echo).then(|| {
-                History::new(
-                    History::run_name(),
-                    config.history,
-                    config.history_bytes.min(config.max_backlog),
-                )
-            }),
+            history: History::new(
+                History::run_name(),
+                config.history,
+                config.history_bytes.min(config.max_backlog),
+            ),
             subjects: HashMap::new(),
             config,
             peers: Slab::new(),
@@ -452,9 +450,9 @@ impl Server {
             }
         }
         let mut replay = None;
-        if let (Route::Upgrade { upgrade, .. }, Some(history)) = (&route, &mut self.history) {
+        if let Route::Upgrade { upgrade, .. } = &route {
             if upgrade.offers(SUBPROTOCOL) {
-                match history.replay(request.query_param("since")) {
+                match self.history.replay(request.query_param("since")) {
                     Ok(resume) => replay = Some(resume),
                     Err(why) => {
                         let name = self.peers[key].name();
@@ -740,10 +738,7 @@ impl Server {
     fn publish(&mut self, frames: &Shared, source: Source) -> usize {
         let broadcast = Broadcast {
             plain: frames.clone(),
-            tagged: self
-                .history
-                .as_mut()
-                .and_then(|history| history.record(frames, self.resumers > 0)),
+            tagged: self.history.record(frames, self.resumers > 0),
         };
         let n = self
             .hub

@@ -106,7 +106,8 @@ struct Open {
 pub struct History {
     /// Names this run: the first part of every id.
     run: String,
-    /// `--history`: at most this many messages are retained (at least 1).
+    /// `--history`: at most this many messages are retained (0: none, but messages
+    /// are still numbered, so a resuming client learns how many it missed).
     limit: u64,
     /// `--history-bytes`: at most this many bytes of framed messages are retained.
     max_bytes: usize,
@@ -129,7 +130,7 @@ impl History {
     pub fn new(run: String, limit: usize, max_bytes: usize) -> History {
         History {
             run,
-            limit: limit.max(1) as u64,
+            limit: limit as u64,
             max_bytes,
             next: 1,
             oldest: 1,
@@ -163,6 +164,12 @@ impl History {
     /// `live` (some connected client opted in), also returns the batch in the
     /// `wscast.resume` encoding for those clients.
     pub fn record(&mut self, plain: &Shared, live: bool) -> Option<Shared> {
+        if self.limit == 0 && !live {
+            // Nothing to keep and nobody to tag for: only the numbering moves on.
+            self.next += plain.messages() as u64;
+            self.oldest = self.next;
+            return None;
+        }
         let mut tagged = live.then(Frames::new);
         for (kind, payload) in plain.each() {
             let n = self.next;
@@ -255,6 +262,10 @@ impl History {
 
     /// Keeps one message (its JSON payload), then drops the oldest ones over the limits.
     fn store(&mut self, json: &[u8]) {
+        if self.limit == 0 {
+            self.oldest = self.next;
+            return;
+        }
         let before = self.open.frames.len();
         if before > 0 && before + json.len() > SEGMENT {
             self.seal();
@@ -508,6 +519,20 @@ mod tests {
         assert_eq!((h.len(), h.bytes()), (0, 0));
         let after = h.replay(Some("r-2000")).unwrap();
         assert_eq!((after.recovered, after.missed), (0, Some(1)));
+    }
+
+    #[test]
+    fn a_history_of_zero_keeps_nothing_but_still_counts() {
+        let mut h = History::new("r".into(), 0, 1 << 20);
+        assert!(h.record(&batch(&["a", "b"]), false).is_none());
+        assert_eq!(
+            messages(&[h.record(&batch(&["c"]), true).unwrap()])[0]["id"],
+            "r-3"
+        );
+        assert_eq!(h.len(), 0);
+        let replay = h.replay(Some("r-1")).unwrap();
+        assert_eq!((replay.recovered, replay.missed), (0, Some(2)));
+        assert!(replay.frames.is_empty());
     }
 
     #[test]
