@@ -497,6 +497,20 @@ def run_test(binary, artifacts):
         checks.run("after a restart (a new run) the page resumes: some missed, what is retained recovered",
                    resumes_across_a_restart)
 
+        def gives_up_a_refused_since():
+            # 65 bytes: an id this server cannot have issued, answered with 400 before the upgrade.
+            driver.execute_script("lastId = arguments[0]; ws.close();", "z" * 65)
+            gave_up = lambda d: any(c == "sys" and t.startswith("resuming failed 3 times")  # noqa: E731
+                                    for c, t in log_entries(d))
+            wait_for(driver, "the page gives up since after 3 refusals", gave_up)
+            wait_for(driver, "open again, without since", is_open)
+            assert protocol(driver) == "wscast.resume", f"negotiated {protocol(driver)!r}"
+            server.write("after giving up since")
+            wait_for(driver, "a message after giving up since", log_has("after giving up since", "in"))
+            return "3 x 400, then open without since"
+
+        checks.run("an id the server never issued: after 3 refusals the page drops since", gives_up_a_refused_since)
+
         def path_override():
             driver.get(f"http://127.0.0.1:{state['port']}/?path=/nowhere")
             endpoint = driver.find_element(By.ID, "endpoint").text
