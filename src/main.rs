@@ -14,9 +14,9 @@ use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use wscast::client;
 use wscast::server::{
-    self, Cidr, Config, JwtAuth, Mode, PublishRule, DEFAULT_LISTEN, DEFAULT_MAX_BACKLOG,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_RATE, DEFAULT_PATH,
-    DEFAULT_PING_INTERVAL_SECS,
+    self, Cidr, Config, JwtAuth, Mode, PublishRule, DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES,
+    DEFAULT_LISTEN, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE,
+    DEFAULT_MAX_RATE, DEFAULT_PATH, DEFAULT_PING_INTERVAL_SECS,
 };
 
 /// Every line on stdin goes to every WebSocket client; every client message is printed.
@@ -79,6 +79,12 @@ struct ServeArgs {
     /// Unsent bytes a slow client may hold before it is dropped
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BACKLOG)]
     max_backlog: usize,
+    /// Broadcast messages kept for clients that resume after a reconnect; 0 = off
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_HISTORY)]
+    history: usize,
+    /// At most this many bytes of them (at most --max-backlog)
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_HISTORY_BYTES)]
+    history_bytes: usize,
     /// Browsers must send one of these Origins (repeatable; default: any)
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
@@ -302,6 +308,8 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         max_message: args.max_message,
         max_connections: args.max_connections,
         max_backlog: args.max_backlog,
+        history: args.history,
+        history_bytes: args.history_bytes,
         allow_origins: args.allow_origins,
         publish,
         auth,

@@ -255,13 +255,15 @@ impl Connection {
         }
     }
 
-    /// Accepts the opening handshake (§4.2.2): queues the `101` response and enters
+    /// Accepts the opening handshake (§4.2.2): queues the `101` response, selecting
+    /// `protocol` if the client offered it ([`Upgrade::offers`]), and enters
     /// [`State::Open`]. Only after [`RequestRead::Complete`].
-    pub fn accept(&mut self, upgrade: &Upgrade) {
+    pub fn accept(&mut self, upgrade: &Upgrade, protocol: Option<&str>) {
         if self.state != State::Connecting || !self.request_done {
             return;
         }
-        let response = handshake::switching_protocols(&upgrade.accept);
+        let protocol = protocol.filter(|p| upgrade.offers(p));
+        let response = handshake::switching_protocols(&upgrade.accept, protocol);
         self.outbox.push_owned(response);
         self.state = State::Open;
     }
@@ -739,9 +741,12 @@ mod tests {
         let upgrade = handshake::check_upgrade(&request).expect("a valid §4.2.1 handshake");
         assert_eq!(upgrade.accept, SECTION_1_3_ACCEPT);
 
-        conn.accept(&upgrade);
+        conn.accept(&upgrade, None);
         let response = take_one(conn);
-        assert_eq!(response, handshake::switching_protocols(SECTION_1_3_ACCEPT));
+        assert_eq!(
+            response,
+            handshake::switching_protocols(SECTION_1_3_ACCEPT, None)
+        );
         assert!(response.starts_with(b"HTTP/1.1 101"), "{response:?}");
         let accept_line = format!("Sec-WebSocket-Accept: {SECTION_1_3_ACCEPT}\r\n");
         assert!(response
@@ -877,14 +882,14 @@ mod tests {
         assert!(conn.outbox().is_empty());
 
         let upgrade = handshake::check_upgrade(req).unwrap();
-        conn.accept(&upgrade);
+        conn.accept(&upgrade, None);
         assert_eq!(
             take_sent(&mut conn),
-            [handshake::switching_protocols(SECTION_1_3_ACCEPT)]
+            [handshake::switching_protocols(SECTION_1_3_ACCEPT, None)]
         );
         assert_eq!(conn.state(), State::Open);
         // A second accept changes nothing, and no second request is read.
-        conn.accept(&upgrade);
+        conn.accept(&upgrade, None);
         assert_eq!(conn.read_request(&request), RequestRead::Partial);
         assert!(conn.outbox().is_empty());
         assert_eq!(conn.state(), State::Open);
@@ -960,7 +965,7 @@ mod tests {
         let mut conn = Connection::server(MIB);
         assert_eq!(conn.read_request(&request[..20]), RequestRead::Partial);
         let upgrade = handshake::check_upgrade(&request_parsed()).unwrap();
-        conn.accept(&upgrade);
+        conn.accept(&upgrade, None);
         assert!(conn.outbox().is_empty());
         assert_eq!(conn.state(), State::Connecting);
         // Before the handshake is over nothing is a frame: `receive` uses and ignores it.
@@ -1059,7 +1064,7 @@ mod tests {
         assert!(!conn.can_send());
         // Neither an upgrade, another answer nor frames can follow.
         let upgrade = handshake::check_upgrade(&request).unwrap();
-        conn.accept(&upgrade);
+        conn.accept(&upgrade, None);
         conn.respond(&http::Response::new(500, http::TEXT_PLAIN, "again"));
         assert!(conn.outbox().is_empty());
         assert!(drive(&mut conn, &masked(OpCode::Text, true, b"x")).is_empty());

@@ -67,8 +67,16 @@ pub struct Upgrade {
     /// §4.2.1 item 7: the `Origin` header, sent by every browser, absent from other clients.
     pub origin: Option<String>,
     /// §4.2.1 item 8: the subprotocols offered in `Sec-WebSocket-Protocol`, in order of
-    /// preference. Informational: wscast selects none, so its 101 names none (§4.2.2 item 5.5).
+    /// preference. The server may select one of them (see [`Upgrade::offers`]).
     pub protocols: Vec<String>,
+}
+
+impl Upgrade {
+    /// Whether the client offered the subprotocol `name`: §4.2.2 item 5.5 lets the server
+    /// select only "one of the values provided by the client".
+    pub fn offers(&self, name: &str) -> bool {
+        self.protocols.iter().any(|offered| offered == name)
+    }
 }
 
 /// Why a request on a WebSocket path is not an acceptable opening handshake.
@@ -226,16 +234,21 @@ pub fn accept_key(key: &str) -> String {
 }
 
 /// The 101 Switching Protocols response (§4.2.2 item 5) that accepts a handshake, exact bytes.
-pub fn switching_protocols(accept: &str) -> Vec<u8> {
+pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
     // §4.2.2 item 5: "1. A Status-Line with a 101 response code ... 2. An |Upgrade| header
     // field with value "websocket" ... 3. A |Connection| header field with value "Upgrade".
-    // 4. A |Sec-WebSocket-Accept| header field." No subprotocol or extension is selected,
-    // so items 5 and 6 ("Optionally") are left out.
+    // 4. A |Sec-WebSocket-Accept| header field." Item 5, "Optionally, a
+    // |Sec-WebSocket-Protocol| header field", only when a subprotocol was selected; no
+    // extension is, so item 6 is left out.
+    let protocol = protocol.map_or(String::new(), |p| {
+        format!("Sec-WebSocket-Protocol: {p}\r\n")
+    });
     format!(
         "HTTP/1.1 101 Switching Protocols\r\n\
          Upgrade: websocket\r\n\
          Connection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n\
+         {protocol}\
          \r\n"
     )
     .into_bytes()
@@ -536,11 +549,23 @@ mod tests {
             })
         );
         assert_eq!(
-            switching_protocols(SECTION_1_3_ACCEPT),
+            switching_protocols(SECTION_1_3_ACCEPT, None),
             b"HTTP/1.1 101 Switching Protocols\r\n\
               Upgrade: websocket\r\n\
               Connection: Upgrade\r\n\
               Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+              \r\n"
+        );
+        // §1.3's own example selects "chat", which the client offered.
+        let upgrade = check_upgrade(&req).unwrap();
+        assert!(upgrade.offers("chat") && !upgrade.offers("chat2"));
+        assert_eq!(
+            switching_protocols(SECTION_1_3_ACCEPT, Some("chat")),
+            b"HTTP/1.1 101 Switching Protocols\r\n\
+              Upgrade: websocket\r\n\
+              Connection: Upgrade\r\n\
+              Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+              Sec-WebSocket-Protocol: chat\r\n\
               \r\n"
         );
     }
@@ -849,7 +874,7 @@ mod tests {
         assert!(upgrade.protocols.is_empty());
 
         // A frame already following the 101 is left for the frame decoder.
-        let response = switching_protocols(&upgrade.accept);
+        let response = switching_protocols(&upgrade.accept, None);
         let mut stream = response.clone();
         stream.extend_from_slice(b"\x81\x02hi");
         assert_eq!(

@@ -24,8 +24,9 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::frame::{encode_frame_into, FrameHeader, OpCode, MAX_HEADER_LEN};
+use super::frame::{encode_frame_into, Decoded, FrameHeader, OpCode, MAX_HEADER_LEN};
 use super::message::MessageKind;
+use super::Role;
 
 /// A payload up to this size is copied behind its header into one buffer; a larger one
 /// is queued as it is, behind an inline header. One `write` of one buffer costs the
@@ -57,12 +58,23 @@ impl Frames {
         self.bytes.is_empty()
     }
 
+    /// How many bytes the frames pushed so far take.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// How many messages have been pushed.
+    pub fn messages(&self) -> usize {
+        self.messages
+    }
+
     /// The batch, ready to be queued on every connection without copying it: only the
     /// spare capacity of the buffer is given back.
     pub fn share(mut self) -> Shared {
         self.bytes.shrink_to_fit();
         Shared {
             bytes: Rc::new(self.bytes),
+            start: 0,
             messages: self.messages,
         }
     }
@@ -75,6 +87,8 @@ impl Frames {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Shared {
     bytes: Rc<Vec<u8>>,
+    /// Where the frames of this reference begin in `bytes` (see [`Shared::tail`]).
+    start: usize,
     /// How many messages (one frame each) the bytes hold.
     messages: usize,
 }
@@ -82,17 +96,49 @@ pub struct Shared {
 impl Shared {
     /// The encoded frames.
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.bytes[self.start..]
     }
 
     /// How many bytes the frames take.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.bytes.len() - self.start
     }
 
     /// Whether there are no frames at all.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.len() == 0
+    }
+
+    /// The same frames less the first `skip` messages, which take the first `offset`
+    /// bytes: another reference to the same buffer, no copy (a resuming client is sent
+    /// a stored batch from the middle on). `offset` must fall between two frames.
+    pub fn tail(&self, offset: usize, skip: usize) -> Shared {
+        let start = (self.start + offset).min(self.bytes.len());
+        Shared {
+            bytes: Rc::clone(&self.bytes),
+            start,
+            messages: self.messages.saturating_sub(skip),
+        }
+    }
+
+    /// Each message in order: its kind and its payload. (These are frames a server
+    /// encoded: one unmasked frame per message, §5.1.)
+    pub fn each(&self) -> impl Iterator<Item = (MessageKind, &[u8])> {
+        let mut rest = self.as_bytes();
+        std::iter::from_fn(move || {
+            let Ok(Decoded::Complete { value, consumed }) = FrameHeader::decode(rest, Role::Client)
+            else {
+                return None;
+            };
+            let end = consumed.checked_add(usize::try_from(value.payload_len).ok()?)?;
+            let payload = rest.get(consumed..end)?;
+            rest = &rest[end..];
+            let kind = match value.opcode {
+                OpCode::Text => MessageKind::Text,
+                _ => MessageKind::Binary,
+            };
+            Some((kind, payload))
+        })
     }
 
     /// How many messages the frames carry.
@@ -294,6 +340,7 @@ mod tests {
     fn shared(bytes: &[u8]) -> Shared {
         Shared {
             bytes: Rc::new(bytes.to_vec()),
+            start: 0,
             messages: 1,
         }
     }
@@ -378,5 +425,32 @@ mod tests {
         assert_eq!(shared.as_bytes(), want);
         assert_eq!(shared.len(), want.len());
         assert_eq!(shared.messages(), 2);
+    }
+
+    /// A tail is the same buffer from a frame boundary on, and iterating gives back
+    /// what was pushed.
+    #[test]
+    fn tails_share_the_buffer_and_messages_come_back_out() {
+        let mut batch = Frames::new();
+        batch.push(MessageKind::Text, b"one");
+        let first = batch.len();
+        batch.push(MessageKind::Binary, &[0xff; 300]);
+        batch.push(MessageKind::Text, b"three");
+        let shared = batch.share();
+        let tail = shared.tail(first, 1);
+        assert_eq!(tail.as_bytes(), &shared.as_bytes()[first..]);
+        assert_eq!((tail.messages(), tail.len()), (2, shared.len() - first));
+        assert_eq!(Rc::as_ptr(&tail.bytes), Rc::as_ptr(&shared.bytes));
+        let all: Vec<_> = shared.each().collect();
+        assert_eq!(
+            all,
+            [
+                (MessageKind::Text, &b"one"[..]),
+                (MessageKind::Binary, &[0xff; 300][..]),
+                (MessageKind::Text, &b"three"[..]),
+            ]
+        );
+        assert_eq!(tail.each().count(), 2);
+        assert_eq!(tail.tail(tail.len(), 2).each().count(), 0);
     }
 }

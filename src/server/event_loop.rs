@@ -32,11 +32,12 @@ use super::activation;
 use super::auth::{JwtAuth, Refusal};
 use super::console::{self, Command, Printer, HELP};
 use super::feed::{self, Item, Progress, StdinFeed};
-use super::hub::Hub;
+use super::history::{self, History, Replay, SUBPROTOCOL};
+use super::hub::{Broadcast, Hub};
 use super::metrics::{self, Closer, Metrics, Source};
 use super::peer::{
     Due, Keepalive, Peer, ANNOUNCED, DIRTY, EXPIRES, FIN_SENT, HEAD_TIMEOUT, MEMBER, MUTED, PINGED,
-    READ_PAUSED,
+    READ_PAUSED, RESUME,
 };
 use super::routes::{self, Route, RouteContext};
 use super::timer::{Millis, Timer};
@@ -75,6 +76,8 @@ pub struct Server {
     peers: Slab<Peer>,
     /// Upgraded connections in the table.
     open: usize,
+    /// Of those, how many opted in to resume (the tagged encoding is built only for them).
+    resumers: usize,
     next_id: u64,
     /// The mode's rules.
     app: App,
@@ -82,6 +85,9 @@ pub struct Server {
     hub: Hub,
     /// What `GET /metrics` reports.
     metrics: Metrics,
+    /// The broadcasts kept for resuming clients (none with `--history 0`, which still
+    /// numbers them).
+    history: History,
     /// With `--auth-jwt-key`: each connection's `sub` claim, by id (none without it).
     subjects: HashMap<u64, String>,
     stdin: Option<StdinFeed>,
@@ -142,10 +148,16 @@ impl Server {
             app: App::new(config.mode),
             hub: Hub::new(config.max_backlog),
             metrics: Metrics::new(config.paths.len()),
+            history: History::new(
+                History::run_name(),
+                config.history,
+                config.history_bytes.min(config.max_backlog),
+            ),
             subjects: HashMap::new(),
             config,
             peers: Slab::new(),
             open: 0,
+            resumers: 0,
             next_id: 1,
             stdin: Some(stdin),
             signals,
@@ -437,6 +449,19 @@ impl Server {
                 }
             }
         }
+        let mut replay = None;
+        if let Route::Upgrade { upgrade, .. } = &route {
+            if upgrade.offers(SUBPROTOCOL) {
+                match self.history.replay(request.query_param("since")) {
+                    Ok(resume) => replay = Some(resume),
+                    Err(why) => {
+                        let name = self.peers[key].name();
+                        warn!("{name}: resume refused: {why}");
+                        route = Route::Respond(Response::text(400, &why.to_string()));
+                    }
+                }
+            }
+        }
         if matches!(route, Route::Broadcast | Route::Metrics { .. }) {
             // Publishing (and reading the metrics) is the operator's: see `access`.
             let peer = self.peers[key].transport.peer_ip();
@@ -461,14 +486,33 @@ impl Server {
                 peer.id = id;
                 peer.path = path as u16;
                 peer.flags.set(MEMBER, true);
-                peer.conn.accept(&upgrade);
+                peer.conn
+                    .accept(&upgrade, replay.is_some().then_some(SUBPROTOCOL));
                 let subject = claims.as_ref().and_then(|c| c.sub.as_deref());
                 info!(
-                    "#{id} connected from {} to {}{}",
+                    "#{id} connected from {} to {}{}{}",
                     peer.name(),
                     self.config.paths[path],
-                    subject.map_or(String::new(), |sub| format!(" as {sub:?}"))
+                    subject.map_or(String::new(), |sub| format!(" as {sub:?}")),
+                    replay.as_ref().map_or(String::new(), describe_replay)
                 );
+                if let Some(replay) = replay {
+                    // The status, then what it missed, then (queued behind) the live feed:
+                    // all in this turn, so no broadcast can fall between them.
+                    peer.flags.set(RESUME, true);
+                    self.resumers += 1;
+                    peer.conn.send(MessageKind::Text, &replay.status);
+                    for frames in &replay.frames {
+                        peer.conn.send_shared(frames);
+                    }
+                    self.metrics.messages_sent += 1 + replay.recovered;
+                    if replay.resumed {
+                        self.metrics.resumes += 1;
+                        self.metrics.replayed += replay.recovered;
+                        self.metrics.missed += replay.missed.unwrap_or(0);
+                    }
+                    peer.mark_dirty(key, &mut self.dirty);
+                }
                 if let Some(sub) = subject {
                     self.subjects.insert(id, sub.to_owned());
                 }
@@ -481,9 +525,9 @@ impl Server {
                     peer.flags.set(EXPIRES, true);
                     self.next_tick = self.next_tick.min(at);
                 }
-                if !upgrade.protocols.is_empty() {
-                    // §4.2.2 item 5.5 lets a server select none: wscast speaks no
-                    // subprotocol, so its 101 names none and the client decides.
+                if !upgrade.protocols.is_empty() && !peer.flags.get(RESUME) {
+                    // §4.2.2 item 5.5 lets a server select none: the 101 names none, and
+                    // the client decides whether to go on.
                     debug!(
                         "#{id}: subprotocols offered ({}), none selected",
                         upgrade.protocols.join(", ")
@@ -634,21 +678,35 @@ impl Server {
             match delivery {
                 Delivery::ToSender(message) => {
                     if let Some(peer) = self.peers.get_mut(from) {
-                        if peer.conn.send_message(message) {
+                        let sent = if peer.flags.get(RESUME) {
+                            let json = history::wrap(message.kind, &message.data);
+                            peer.conn.send(MessageKind::Text, &json)
+                        } else {
+                            peer.conn.send_message(message)
+                        };
+                        if sent {
                             self.metrics.messages_sent += 1;
                             peer.mark_dirty(from, &mut self.dirty);
                         }
                     }
                 }
                 Delivery::ToGroup { to, text } => {
-                    let mut frames: Option<Shared> = None;
+                    // Framed once per encoding: as it is, and wrapped for resumers.
+                    let (mut plain, mut wrapped): (Option<Shared>, Option<Shared>) = (None, None);
                     for (key, peer) in self.peers.iter_mut() {
                         if !peer.flags.get(MEMBER) || !self.app.reaches(&to, peer.id) {
                             continue;
                         }
+                        let resume = peer.flags.get(RESUME);
+                        let frames = if resume { &mut wrapped } else { &mut plain };
                         let frames = frames.get_or_insert_with(|| {
                             let mut batch = Frames::new();
-                            batch.push(MessageKind::Text, text.as_bytes());
+                            if resume {
+                                let json = history::wrap(MessageKind::Text, text.as_bytes());
+                                batch.push(MessageKind::Text, &json);
+                            } else {
+                                batch.push(MessageKind::Text, text.as_bytes());
+                            }
                             batch.share()
                         });
                         if peer.conn.send_shared(frames) {
@@ -678,9 +736,13 @@ impl Server {
     /// Queues one batch of broadcast frames on every open connection; returns how many
     /// got it. The bytes leave at the next flush, which also enforces `--max-backlog`.
     fn publish(&mut self, frames: &Shared, source: Source) -> usize {
+        let broadcast = Broadcast {
+            plain: frames.clone(),
+            tagged: self.history.record(frames, self.resumers > 0),
+        };
         let n = self
             .hub
-            .publish(self.peers.iter_mut().map(|(_, peer)| peer), frames);
+            .publish(self.peers.iter_mut().map(|(_, peer)| peer), &broadcast);
         self.metrics.broadcast(source, frames.messages(), n);
         self.flush_all |= n > 0;
         n
@@ -749,7 +811,13 @@ impl Server {
             Command::SendTo { id, text } => match self.find(id) {
                 Some(key) => {
                     let peer = &mut self.peers[key];
-                    if peer.conn.send(MessageKind::Text, text.as_bytes()) {
+                    let sent = if peer.flags.get(RESUME) {
+                        let json = history::wrap(MessageKind::Text, text.as_bytes());
+                        peer.conn.send(MessageKind::Text, &json)
+                    } else {
+                        peer.conn.send(MessageKind::Text, text.as_bytes())
+                    };
+                    if sent {
                         self.metrics.messages_sent += 1;
                         peer.mark_dirty(key, &mut self.dirty);
                     } else {
@@ -1032,6 +1100,7 @@ impl Server {
         peer.transport.deregister(self.poll.registry());
         if peer.id != 0 {
             self.open -= 1;
+            self.resumers -= usize::from(peer.flags.get(RESUME));
             self.subjects.remove(&peer.id);
             self.metrics.gone(usize::from(peer.path));
             if !peer.flags.get(ANNOUNCED) {
@@ -1048,5 +1117,21 @@ impl Server {
         // Close the socket now: its descriptor may be what a blocked accept needs.
         drop(peer);
         self.accept_retry |= self.accept_blocked;
+    }
+}
+
+/// How a resuming connection's log line ends.
+fn describe_replay(replay: &Replay) -> String {
+    match replay.missed {
+        _ if !replay.resumed => ", with resume ids".to_owned(),
+        Some(0) => format!(", resuming: {} recovered", replay.recovered),
+        Some(missed) => format!(
+            ", resuming: {} recovered, {missed} missed",
+            replay.recovered
+        ),
+        None => format!(
+            ", resuming from another run: {} recovered",
+            replay.recovered
+        ),
     }
 }

@@ -26,10 +26,22 @@ use crate::protocol::Shared;
 /// notes").
 pub const PAUSE_AT_MOST: usize = 256 * 1024;
 
+/// One broadcast batch, in each encoding a connection may need: each encoded once, and
+/// queued on every connection that needs it without a copy.
+#[derive(Debug, Clone)]
+pub struct Broadcast {
+    /// What every client receives: the messages as they are.
+    pub plain: Shared,
+    /// The same messages with their ids, for clients that opted in to resume (see
+    /// `history`); `None` with the history off.
+    pub tagged: Option<Shared>,
+}
+
 /// What the hub needs of a connection.
 pub trait Subscriber {
-    /// Queues `frames` if the connection is open for data; whether it did.
-    fn send_shared(&mut self, frames: &Shared) -> bool;
+    /// Queues the broadcast, in the encoding this connection takes, if the connection is
+    /// open for data; whether it did.
+    fn send_broadcast(&mut self, broadcast: &Broadcast) -> bool;
     /// While open for data: its unsent bytes in all, and its broadcast backlog (see
     /// [`crate::protocol::Outbox::backlog`]). `None` while connecting or closing.
     fn queued(&self) -> Option<(usize, usize)>;
@@ -59,15 +71,15 @@ impl Hub {
         }
     }
 
-    /// Queues `frames` on every subscriber open for data; returns how many got them.
+    /// Queues `broadcast` on every subscriber open for data; returns how many got it.
     pub fn publish<'a, S: Subscriber + 'a>(
         &mut self,
         subscribers: impl IntoIterator<Item = &'a mut S>,
-        frames: &Shared,
+        broadcast: &Broadcast,
     ) -> usize {
         let mut count = 0;
         for subscriber in subscribers {
-            if subscriber.send_shared(frames) {
+            if subscriber.send_broadcast(broadcast) {
                 count += 1;
             }
         }
@@ -137,7 +149,8 @@ mod tests {
     }
 
     impl Subscriber for Fake {
-        fn send_shared(&mut self, frames: &Shared) -> bool {
+        fn send_broadcast(&mut self, broadcast: &Broadcast) -> bool {
+            let frames = &broadcast.plain;
             if self.open {
                 self.backlog += frames.len();
                 self.received.push(frames.clone());
@@ -158,10 +171,13 @@ mod tests {
             .collect()
     }
 
-    fn frames(len: usize) -> Shared {
+    fn frames(len: usize) -> Broadcast {
         let mut batch = Frames::new();
         batch.push(MessageKind::Binary, &vec![0; len]);
-        batch.share()
+        Broadcast {
+            plain: batch.share(),
+            tagged: None,
+        }
     }
 
     #[test]
@@ -171,7 +187,7 @@ mod tests {
         set[1].open = false; // still connecting, or closing
         let line = frames(10);
         assert_eq!(hub.publish(&mut set, &line), 2);
-        assert_eq!(set[0].received, std::slice::from_ref(&line));
+        assert_eq!(set[0].received, std::slice::from_ref(&line.plain));
         assert!(set[1].received.is_empty());
         // The same bytes, not copies.
         let (a, b) = (&set[0].received[0], &set[2].received[0]);

@@ -16,6 +16,7 @@
 //! | `wscast_received_bytes_total`, `wscast_sent_bytes_total` | counter | |
 //! | `wscast_broadcasts_total` | counter | `source` (`stdin`, `post`) |
 //! | `wscast_slow_clients_dropped_total` | counter | |
+//! | `wscast_resumes_total`, `wscast_replayed_messages_total`, `wscast_missed_messages_total` | counter | |
 //! | `wscast_stdin_paused_seconds_total` | counter | |
 
 use std::collections::BTreeMap;
@@ -68,6 +69,12 @@ pub struct Metrics {
     broadcasts: BTreeMap<Source, u64>,
     /// Clients dropped for falling `--max-backlog` behind.
     pub slow_dropped: u64,
+    /// Connections that came back with a resume id (`?since=`).
+    pub resumes: u64,
+    /// Retained messages replayed to them.
+    pub replayed: u64,
+    /// Messages they had missed that the history no longer held (where known).
+    pub missed: u64,
     /// Time stdin spent paused, not counting a pause still under way.
     paused: Duration,
     /// When the pause under way began.
@@ -169,7 +176,7 @@ impl Metrics {
                 "wscast_closes_total{{code=\"{code}\",by=\"{by}\"}} {n}"
             );
         }
-        let simple: [(&str, &str, u64); 5] = [
+        let simple: [(&str, &str, u64); 8] = [
             (
                 "wscast_messages_received_total",
                 "Data messages received from clients.",
@@ -194,6 +201,22 @@ impl Metrics {
                 "wscast_slow_clients_dropped_total",
                 "Clients closed with 1008 for falling --max-backlog behind.",
                 self.slow_dropped,
+            ),
+            (
+                "wscast_resumes_total",
+                "Connections that resumed with the id of the last message they had.",
+                self.resumes,
+            ),
+            (
+                "wscast_replayed_messages_total",
+                "Retained broadcast messages replayed to resuming connections.",
+                self.replayed,
+            ),
+            (
+                "wscast_missed_messages_total",
+                "Messages resuming connections had missed that the history no longer held \
+                 (where known).",
+                self.missed,
             ),
         ];
         for (name, help, value) in simple {
@@ -287,7 +310,7 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE "))
             .collect();
-        assert_eq!(families.len(), 10, "{text}");
+        assert_eq!(families.len(), 13, "{text}");
         for family in families {
             let name = family.split(' ').next().unwrap();
             assert_eq!(

@@ -6,6 +6,7 @@
 //!     ├── peer ── transport (bytes) + protocol::Connection (RFC 6455, its outbox)
 //!     ├── routes ── HTTP request → answer
 //!     ├── hub ── fan-out and backlog rules
+//!     ├── history ── broadcasts kept with ids; replays for resuming clients
 //!     ├── feed ── stdin lines, POST bodies → shared frames
 //!     ├── console ── commands, printing client messages
 //!     └── app (crate::app) ── the modes' rules
@@ -21,6 +22,7 @@ mod auth;
 mod console;
 mod event_loop;
 mod feed;
+mod history;
 mod hub;
 mod metrics;
 mod peer;
@@ -52,6 +54,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_MAX_RATE: u32 = 100;
 /// Default `--max-backlog`, in bytes (8 MiB): unsent bytes a slow client may hold.
 pub const DEFAULT_MAX_BACKLOG: usize = 8 << 20;
+/// Default `--history`: broadcast messages kept for resuming clients.
+pub const DEFAULT_HISTORY: usize = 1024;
+/// Default `--history-bytes` (1 MiB): the history's bound in framed bytes.
+pub const DEFAULT_HISTORY_BYTES: usize = 1 << 20;
 
 /// Everything the command line can set. [`Config::default`] is the SPEC's defaults, the
 /// `DEFAULT_*` constants above, which the command line's defaults are too.
@@ -73,6 +79,12 @@ pub struct Config {
     pub max_connections: usize,
     /// Unsent bytes a slow client may hold before it is dropped.
     pub max_backlog: usize,
+    /// Broadcast messages kept for resuming clients (`--history`); 0: none, and no
+    /// resume.
+    pub history: usize,
+    /// The history's bound in framed bytes (`--history-bytes`); used up to `max_backlog`,
+    /// since a replay counts toward a client's backlog.
+    pub history_bytes: usize,
     /// Allowed `Origin` values; empty means any.
     pub allow_origins: Vec<String>,
     /// With `--auth-jwt-key`: the token every upgrade must carry.
@@ -100,6 +112,8 @@ impl Default for Config {
             max_message: DEFAULT_MAX_MESSAGE,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_backlog: DEFAULT_MAX_BACKLOG,
+            history: DEFAULT_HISTORY,
+            history_bytes: DEFAULT_HISTORY_BYTES,
             allow_origins: Vec::new(),
             publish: PublishRule::default(),
             auth: None,

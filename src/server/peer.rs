@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
-use super::hub::Subscriber;
+use super::hub::{Broadcast, Subscriber};
 use super::timer::Millis;
 use super::transport::{Flush, Transport};
-use crate::protocol::{Connection, Shared, State};
+use crate::protocol::{Connection, State};
 
 /// SPEC: "A peer that does not finish its request head within 10 s is dropped."
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,35 +44,38 @@ pub enum Due {
 }
 
 /// A keepalive ping is outstanding.
-pub const PINGED: u8 = 1 << 0;
+pub const PINGED: u16 = 1 << 0;
 /// Marked for a flush at the end of this loop turn.
-pub const DIRTY: u8 = 1 << 1;
+pub const DIRTY: u16 = 1 << 1;
 /// Our FIN has been sent; only the peer's FIN is awaited.
-pub const FIN_SENT: u8 = 1 << 2;
+pub const FIN_SENT: u16 = 1 << 2;
 /// Its close was already logged.
-pub const ANNOUNCED: u8 = 1 << 3;
+pub const ANNOUNCED: u16 = 1 << 3;
 /// Reading is paused until its own output drains (it sends faster than it reads).
-pub const READ_PAUSED: u8 = 1 << 4;
+pub const READ_PAUSED: u16 = 1 << 4;
 /// The app knows it as open (told at the upgrade, until it leaves).
-pub const MEMBER: u8 = 1 << 5;
+pub const MEMBER: u16 = 1 << 5;
 /// Over `--max-rate`: it is being closed, and what it still sends is not acted on.
-pub const MUTED: u8 = 1 << 6;
+pub const MUTED: u16 = 1 << 6;
 /// Its `deadline` is its token's expiry (`exp`), not a closing handshake's.
-pub const EXPIRES: u8 = 1 << 7;
+pub const EXPIRES: u16 = 1 << 7;
+/// It opted in to resume: broadcasts reach it with their ids, everything else wrapped
+/// (see `history`).
+pub const RESUME: u16 = 1 << 8;
 
-/// A peer's yes/no state, a bit each: seven `bool`s would take a byte each, and on
+/// A peer's yes/no state, a bit each: nine `bool`s would take a byte each, and on
 /// 10,000 idle connections bytes add up (SPEC: under 256 per connection).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Flags(u8);
+pub struct Flags(u16);
 
 impl Flags {
     /// Whether `flag` is set.
-    pub fn get(self, flag: u8) -> bool {
+    pub fn get(self, flag: u16) -> bool {
         self.0 & flag != 0
     }
 
     /// Sets or clears `flag`.
-    pub fn set(&mut self, flag: u8, on: bool) {
+    pub fn set(&mut self, flag: u16, on: bool) {
         if on {
             self.0 |= flag;
         } else {
@@ -100,7 +103,7 @@ pub struct Peer {
     /// Drop the connection at this time if it is still around (closing handshakes).
     pub deadline: Option<Millis>,
     /// Yes/no state: [`PINGED`], [`DIRTY`], [`FIN_SENT`], [`ANNOUNCED`],
-    /// [`READ_PAUSED`], [`MEMBER`], [`MUTED`], one bit each.
+    /// [`READ_PAUSED`], [`MEMBER`], [`MUTED`], [`EXPIRES`], [`RESUME`], one bit each.
     pub flags: Flags,
     /// The `--max-rate` token bucket, in thousandths of a message (see
     /// [`Peer::refill`]).
@@ -239,7 +242,11 @@ impl Peer {
 /// A broadcast marks the peer dirty without listing it: the loop flushes every dirty
 /// peer after a publish, one pass over the table it has just walked anyway.
 impl Subscriber for Peer {
-    fn send_shared(&mut self, frames: &Shared) -> bool {
+    fn send_broadcast(&mut self, broadcast: &Broadcast) -> bool {
+        let frames = match &broadcast.tagged {
+            Some(tagged) if self.flags.get(RESUME) => tagged,
+            _ => &broadcast.plain,
+        };
         let sent = self.conn.send_shared(frames);
         if sent {
             self.flags.set(DIRTY, true);
@@ -292,7 +299,7 @@ mod tests {
         let RequestRead::Complete { request, .. } = conn.read_request(&request) else {
             panic!("a whole request");
         };
-        conn.accept(&check_upgrade(&request).unwrap());
+        conn.accept(&check_upgrade(&request).unwrap(), None);
         conn
     }
 

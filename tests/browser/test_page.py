@@ -9,7 +9,9 @@ Normally started by tests/browser/run.sh, which installs Chromium, chromedriver 
 selenium and builds the binary. The test owns the server: it starts
 `wscast --listen 127.0.0.1:0` with a stdin pipe it keeps open, reads the port from the
 `listening on ws://127.0.0.1:PORT/ws` line on stderr, and later stops it with SIGTERM and
-starts it again on the same port, to see the page notice both. Everything is on 127.0.0.1.
+starts it again on the same port, to see the page notice both. For resume, a small TCP
+relay (`Proxy`) between Chromium and wscast plays the network path that fails mid-feed.
+Everything is on 127.0.0.1.
 
 Prints one line per check and ends with `browser: N passed, N failed`; exits 1 on any failure.
 """
@@ -24,6 +26,8 @@ import queue
 import re
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -139,6 +143,83 @@ def start_server(binary, port=0, args=(), log_path=None, tries=50):
     raise AssertionError(f"could not listen on 127.0.0.1:{port} again: " + " | ".join(server.stderr_lines[-3:]))
 
 
+class Proxy:
+    """A TCP relay on 127.0.0.1 to wscast's port, one thread per direction and connection.
+
+    `cut(seconds)` is the network path failing: every relayed connection is reset, and new
+    ones are refused for that long (the listening socket is closed, then bound again).
+    """
+
+    def __init__(self, upstream_port):
+        self.upstream = upstream_port
+        self.lock = threading.Lock()
+        self.sockets = []
+        self.listener = self._listen(0)
+        self.port = self.listener.getsockname()[1]
+
+    def _listen(self, port):
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(64)
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return listener
+
+    def _accept(self, listener):
+        while True:
+            try:
+                down, _ = listener.accept()
+            except OSError:
+                return  # cut() or close() shut the listener
+            try:
+                up = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
+                up.settimeout(None)
+            except OSError:
+                down.close()
+                continue
+            with self.lock:
+                self.sockets += [down, up]
+            for src, dst in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _drop_all(self):
+        self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (a bare close() would not)
+        self.listener.close()
+        with self.lock:
+            sockets, self.sockets = self.sockets, []
+        for sock in sockets:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def cut(self, seconds):
+        self._drop_all()
+        time.sleep(seconds)
+        self.listener = self._listen(self.port)
+
+    def close(self):
+        try:
+            self._drop_all()
+        except OSError:
+            pass
+
+
 def make_driver(profile_dir, width=1000, height=700):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -183,6 +264,11 @@ def log_entries(driver):
     return [tuple(e) for e in driver.execute_script(
         "return [...document.querySelectorAll('#log li')]"
         ".map(li => [li.className, li.querySelector('.text').textContent])")]
+
+
+def protocol(driver):
+    """The subprotocol the page's WebSocket negotiated ("" for none), or None if it has none open."""
+    return driver.execute_script("return ws && ws.readyState === WebSocket.OPEN ? ws.protocol : null")
 
 
 def log_has(text, kind=None):
@@ -245,8 +331,8 @@ def run_test(binary, artifacts):
             for pattern in (r"<script[^>]+src=", r"<link[^>]+href=\"(?!data:)", r"@import", r"url\((?!data:)",
                             r"<img", r"innerHTML", r"insertAdjacentHTML", r"document\.write"):
                 assert not re.search(pattern, html), f"the page matches {pattern!r}"
-            # The page itself is kept under 15 KiB; this leaves room for the server's path in the meta tag.
-            assert len(html.encode()) < 16 * 1024, f"the page is {len(html.encode())} bytes"
+            # The page itself is kept under 17 KiB; this leaves room for the server's path in the meta tag.
+            assert len(html.encode()) < 18 * 1024, f"the page is {len(html.encode())} bytes"
             return f"{len(html.encode())} bytes, meta wscast-path={m.group(1)!r}, no external resources"
 
         if not checks.run("GET / serves a self-contained page", page_is_self_contained):
@@ -325,6 +411,54 @@ def run_test(binary, artifacts):
 
         checks.run("nick/room fields drive the chat JSON protocol", chat_protocol)
 
+        def opts_in_to_resume():
+            got = protocol(driver)
+            assert got == "wscast.resume", f"the page's WebSocket negotiated {got!r}"
+            return "ws.protocol is 'wscast.resume'"
+
+        checks.run("the page opts in to resume (subprotocol wscast.resume)", opts_in_to_resume)
+
+        def resumes_after_a_cut():
+            proxy = Proxy(state["port"])
+            try:
+                driver.get(f"http://127.0.0.1:{proxy.port}/")
+                wait_for(driver, "open through the proxy", is_open)
+                assert protocol(driver) == "wscast.resume", f"through the proxy: {protocol(driver)!r}"
+                total = 200
+                lines = [f"resume line {i:03d}/{total}" for i in range(1, total + 1)]
+
+                def feed():  # 200 lines over about 4 s
+                    for line in lines:
+                        server.write(line)
+                        time.sleep(4 / total)
+
+                feeder = threading.Thread(target=feed, daemon=True)
+                feeder.start()
+                wait_for(driver, "line 50 before the cut", log_has(lines[49], "in"))
+                proxy.cut(1.5)
+                wait_for(driver, "the last line after the cut", log_has(lines[-1], "in"), timeout=WAIT)
+                feeder.join()
+                entries = log_entries(driver)
+                assert any(c == "sys" and t.startswith("connection closed") for c, t in entries), \
+                    "the cut did not close the page's connection"
+                got = [t for _, t in entries if t.startswith("resume line ")]
+                if got != lines:
+                    dupes = sorted({t for t in got if got.count(t) > 1})
+                    lost = [t for t in lines if t not in got]
+                    raise AssertionError(f"{len(got)} numbered lines shown, duplicated {dupes[:5]}, "
+                                         f"lost {lost[:5]}, in order: {got == sorted(got)}")
+                resumed = [t for c, t in entries if c == "sys" and t.startswith("resumed: ")]
+                assert len(resumed) == 1, f"resume lines: {resumed!r}"
+                m = re.fullmatch(r"resumed: (\d+) messages? recovered", resumed[0])
+                assert m and int(m.group(1)) > 0, f"resume line {resumed[0]!r}"
+                return f"{resumed[0]!r}; all {total} lines once, in order"
+            finally:
+                proxy.close()
+                driver.get(f"http://127.0.0.1:{state['port']}/")  # the checks below talk to wscast directly
+                wait_for(driver, "open again without the proxy", is_open)
+
+        checks.run("network cut mid-feed: the page resumes, every line once and in order", resumes_after_a_cut)
+
         def closes_1001():
             rc = server.terminate()
             assert rc == 0, f"wscast exited with {rc} on SIGTERM"
@@ -340,6 +474,7 @@ def run_test(binary, artifacts):
         def reconnects():
             time.sleep(1)  # let at least one retry fail against the closed port
             serve(state["port"])
+            server.write("before the page is back")  # retained: the page resumes and gets it
             wait_for(driver, "status pill back to open", is_open)
             server.write("after the restart")
             wait_for(driver, "a message after the restart", log_has("after the restart", "in"))
@@ -348,6 +483,33 @@ def run_test(binary, artifacts):
             return "status open, messages flow both ways again"
 
         checks.run("server restarted on the same port: the page reconnects by itself", reconnects)
+
+        def resumes_across_a_restart():
+            entries = log_entries(driver)
+            resumed = [t for c, t in entries if c == "sys" and t.startswith("resumed: ")]
+            assert resumed, "no 'resumed: ...' line after the restart"
+            # The page's last id is from the previous run: the new one cannot say how many were missed.
+            assert re.fullmatch(r"resumed: \d+ messages? recovered, some missed", resumed[-1]), resumed[-1]
+            shown = [t for c, t in entries if t == "before the page is back"]
+            assert len(shown) == 1, f"the line retained by the new run was shown {len(shown)} times"
+            return f"{resumed[-1]!r}, the retained line shown once"
+
+        checks.run("after a restart (a new run) the page resumes: some missed, what is retained recovered",
+                   resumes_across_a_restart)
+
+        def gives_up_a_refused_since():
+            # 65 bytes: an id this server cannot have issued, answered with 400 before the upgrade.
+            driver.execute_script("lastId = arguments[0]; ws.close();", "z" * 65)
+            gave_up = lambda d: any(c == "sys" and t.startswith("resuming failed 3 times")  # noqa: E731
+                                    for c, t in log_entries(d))
+            wait_for(driver, "the page gives up since after 3 refusals", gave_up)
+            wait_for(driver, "open again, without since", is_open)
+            assert protocol(driver) == "wscast.resume", f"negotiated {protocol(driver)!r}"
+            server.write("after giving up since")
+            wait_for(driver, "a message after giving up since", log_has("after giving up since", "in"))
+            return "3 x 400, then open without since"
+
+        checks.run("an id the server never issued: after 3 refusals the page drops since", gives_up_a_refused_since)
 
         def path_override():
             driver.get(f"http://127.0.0.1:{state['port']}/?path=/nowhere")
@@ -380,6 +542,22 @@ def run_test(binary, artifacts):
             return "no token: closed; ?token=<HS256 JWT>: open, messages arrive"
 
         checks.run("with --auth-jwt-key the page passes its own ?token= on", passes_its_token_on)
+
+        def without_history():
+            nonlocal server
+            server.terminate()
+            server, port = start_server(binary, args=("--history", "0"), log_path=server_log)
+            driver.get(f"http://127.0.0.1:{port}/")
+            wait_for(driver, "status pill shows open", is_open)
+            # Browsers fail a connection whose offered subprotocol is not selected, so the
+            # server selects it even with nothing kept.
+            assert protocol(driver) == "wscast.resume", f"negotiated {protocol(driver)!r}"
+            line = '{"text":"a line that looks like resume JSON"}'
+            server.write(line)
+            wait_for(driver, "the line shown as it is", log_has(line, "in"))
+            return "ws.protocol 'wscast.resume', a JSON-looking line shown as sent"
+
+        checks.run("with --history 0 the page still opens and shows lines as sent", without_history)
     except Exception:  # noqa: BLE001 - a crash outside a check still counts
         checks.failed += 1
         say("FAIL  the test itself crashed:")
