@@ -79,7 +79,8 @@
 //! frames, all in one pass. [`client`] is the other end of the wire, `wscast connect`:
 //! the same [`protocol`] code in the client role (it builds the §4.1 request, checks the
 //! server's answer and masks every frame it sends), with threads and blocking sockets
-//! around it. The `wscast` binary (`src/main.rs`) only parses the command line, sets up
+//! around it; with `--resume` ([`client::resume`]) it outlives lost connections and has
+//! the server replay what it missed. The `wscast` binary (`src/main.rs`) only parses the command line, sets up
 //! logging and calls [`server::run`] or [`client::run`].
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

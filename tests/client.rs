@@ -23,8 +23,13 @@ struct Client {
 
 impl Client {
     fn start(url: &str) -> Client {
+        Client::start_with(&["connect", url])
+    }
+
+    /// `wscast <args>`, e.g. `connect --resume <url>`.
+    fn start_with(args: &[&str]) -> Client {
         let mut child = Command::new(env!("CARGO_BIN_EXE_wscast"))
-            .args(["connect", url])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -406,4 +411,193 @@ fn header_and_token_go_into_the_opening_handshake() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{bad}");
     }
+}
+
+/// The 101 for a raw `head` (read with [`request_head`]), selecting `protocol` if given.
+fn switching_protocols(head: &str, protocol: Option<&str>) -> String {
+    let key = common::header_value(&format!("HTTP/1.1 000 x\r\n{head}"), "Sec-WebSocket-Key")
+        .expect("a Sec-WebSocket-Key");
+    let protocol = protocol.map_or(String::new(), |p| {
+        format!("Sec-WebSocket-Protocol: {p}\r\n")
+    });
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n{protocol}\r\n",
+        common::expected_accept(&key)
+    )
+}
+
+/// The lines the client prints until `want` have come, then a short while more (to see
+/// a duplicate, were there one).
+fn stdout_lines(client: &Client, want: usize) -> Vec<String> {
+    let mut lines: Vec<String> = (0..want).map(|_| client.stdout_line()).collect();
+    while let Ok(line) = client.stdout.recv_timeout(Duration::from_millis(300)) {
+        lines.push(line);
+    }
+    lines
+}
+
+#[test]
+fn resume_prints_every_line_exactly_once_across_a_close_from_the_server() {
+    let mut server = Server::start(&[]);
+    let url = server.url("/ws?room=a");
+    let client = Client::start_with(&["connect", "--resume", &url]);
+    server.wait_connected(1);
+    client.wait_for_stderr("connected to ws://");
+    let line = |i: usize| format!("line {i}");
+    let mut sent = 0;
+    let mut send = |server: &mut Server, n: usize| {
+        for _ in 0..n {
+            server.send_line(line(sent).as_bytes());
+            sent += 1;
+        }
+    };
+
+    send(&mut server, 20);
+    let mut printed = stdout_lines(&client, 0);
+    while printed.len() < 20 {
+        printed.push(client.stdout_line());
+    }
+    // The server closes the client; lines keep coming while it is away (it waits 0.1 s
+    // before reconnecting) and while it comes back.
+    server.send_line(b"/close 1 4000 go away");
+    send(&mut server, 40);
+    server.wait_connected(2);
+    send(&mut server, 20);
+    printed.extend(stdout_lines(&client, 80 - printed.len()));
+
+    let expected: Vec<String> = (0..80).map(line).collect();
+    assert_eq!(printed, expected, "stderr: {:#?}", client.stderr_lines());
+    let report = client.wait_for_stderr("wscast connect: disconnected (");
+    assert!(
+        report.contains("4000") && report.contains("reconnecting in 0.1s"),
+        "{report}"
+    );
+    let resumed = client.wait_for_stderr("resumed: ");
+    assert!(
+        resumed.contains("recovered") && !resumed.contains("missed"),
+        "{resumed}"
+    );
+    // The server selected the subprotocol both times.
+    let stderr = client.stderr_lines();
+    assert!(
+        !stderr.iter().any(|l| l.contains("does not offer resume")),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn resume_ends_with_the_user_not_with_a_reconnect() {
+    let mut server = Server::start(&[]);
+    let mut client = Client::start_with(&["connect", "--resume", &server.url("/ws")]);
+    server.wait_connected(1);
+    client.wait_for_stderr("connected to ws://");
+    server.send_line(b"before");
+    assert_eq!(client.stdout_line(), "before");
+    // A first connection that lost nothing says nothing about resuming.
+    client.close_stdin();
+    assert!(client.wait_exit().success());
+    server.wait_for_log("closed by the client with 1000", TIMEOUT);
+    let stderr = client.stderr_lines();
+    assert!(
+        !stderr
+            .iter()
+            .any(|l| l.contains("resumed") || l.contains("reconnect")),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn resume_retries_a_refused_connection_sends_since_and_stops_at_a_4xx() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        // First connection: the status, one message, then TCP gone without a Close.
+        let (mut stream, _) = listener.accept().unwrap();
+        let head = request_head(&mut stream);
+        tx.send(head.clone()).unwrap();
+        let mut out = switching_protocols(&head, Some("wscast.resume")).into_bytes();
+        for message in [
+            r#"{"resume":{"from":"run-1","recovered":0,"missed":0}}"#,
+            r#"{"id":"run-2","text":"hello"}"#,
+            r#"{"id":"run-3","binary":"AP8="}"#,
+            r#"{"text":"just for you"}"#,
+            "not json at all",
+        ] {
+            out.extend(common::frame(true, 0, 0x1, None, message.as_bytes()));
+        }
+        stream.write_all(&out).unwrap();
+        thread::sleep(Duration::from_millis(100));
+        drop(stream);
+        // The server is down for a while: connections are refused.
+        drop(listener);
+        thread::sleep(Duration::from_millis(500));
+        // Back, and refusing this id with 400.
+        let listener = std::net::TcpListener::bind(addr).unwrap();
+        let (mut stream, _) = listener.accept().unwrap();
+        tx.send(request_head(&mut stream)).unwrap();
+        let body = "since: no such id\n";
+        let _ = stream.write_all(
+            format!(
+                "HTTP/1.1 400 Bad Request\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        );
+    });
+    let url = format!("ws://{addr}/ws?x=1");
+    let mut client = Client::start_with(&["connect", &url, "--resume"]);
+    let first = rx.recv_timeout(TIMEOUT).unwrap();
+    assert!(first.starts_with("GET /ws?x=1 HTTP/1.1\r\n"), "{first}");
+    let head = format!("HTTP/1.1 000 x\r\n{first}");
+    assert_eq!(
+        common::header_value(&head, "Sec-WebSocket-Protocol").as_deref(),
+        Some("wscast.resume")
+    );
+    assert_eq!(client.stdout_line(), "hello");
+    assert_eq!(client.stdout_line(), "<binary, 2 bytes>");
+    assert_eq!(client.stdout_line(), "just for you");
+    assert_eq!(client.stdout_line(), "not json at all");
+
+    let second = rx.recv_timeout(TIMEOUT).unwrap();
+    assert!(
+        second.starts_with("GET /ws?x=1&since=run-3 HTTP/1.1\r\n"),
+        "{second}"
+    );
+    assert_eq!(client.wait_exit().code(), Some(1));
+    let stderr = client.stderr_lines().join("\n");
+    assert!(
+        stderr.contains("wscast connect: disconnected (connection lost: the server closed TCP without a Close frame (1006)); reconnecting in 0.1s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("wscast connect: reconnecting failed (cannot connect to"),
+        "{stderr}"
+    );
+    let refused = client.wait_for_stderr("handshake refused");
+    assert!(
+        refused.contains("400") && refused.contains("no such id"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn resume_without_the_subprotocol_warns_once_and_prints_plain_messages() {
+    let url = fake_server(|mut stream| {
+        let message = r#"{"id":"run-2","text":"hello"}"#;
+        stream
+            .write_all(&common::frame(true, 0, 0x1, None, message.as_bytes()))
+            .unwrap();
+        // The client's Close, at the end of its stdin: answered.
+        let close = common::read_frame(&mut stream).unwrap();
+        stream
+            .write_all(&common::frame(true, 0, 0x8, None, &close.payload))
+            .unwrap();
+    });
+    let mut client = Client::start_with(&["connect", "--resume", &url]);
+    assert_eq!(client.stdout_line(), r#"{"id":"run-2","text":"hello"}"#);
+    client.wait_for_stderr("server does not offer resume (history off?); printing plain messages");
+    client.close_stdin();
+    assert!(client.wait_exit().success());
 }

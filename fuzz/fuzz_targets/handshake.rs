@@ -12,12 +12,17 @@
 //! - every refusal (`HeadError`, `Rejection`) yields a `Response` with its own status,
 //!   whose encoding is a well-formed HTTP response head with that status;
 //! - `check_response` on the raw input (as a server's answer to the §1.3 key) is
-//!   incremental in the same way.
+//!   incremental in the same way;
+//! - `check_response_offering` with `wscast.resume` offered gives the same verdict,
+//!   except that it accepts that one subprotocol (and no other) being selected.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use wscast::protocol::frame::Decoded;
-use wscast::protocol::handshake::{accept_key, check_response, check_upgrade, switching_protocols};
+use wscast::protocol::handshake::{
+    accept_key, check_response, check_response_offering, check_upgrade, switching_protocols,
+    ResponseError,
+};
 use wscast::protocol::http::{parse_request, Response, MAX_HEAD_LEN};
 
 /// §1.3's sample nonce: "dGhlIHNhbXBsZSBub25jZQ==".
@@ -114,5 +119,25 @@ fuzz_target!(|data: &[u8]| {
         Err(error) => {
             let _ = error.to_string();
         }
+    }
+    // The same answer to a request offering `wscast.resume` (§4.1 item 6): the same
+    // verdict, except that this one subprotocol may be selected, and no other.
+    let offered = check_response_offering(data, KEY_1_3, &["wscast.resume"]);
+    match (&offered, check_response(data, KEY_1_3)) {
+        (Ok(Decoded::Complete { value, consumed }), plain) => {
+            let expected = match value {
+                None => Ok(Decoded::Complete {
+                    value: (),
+                    consumed: *consumed,
+                }),
+                Some(protocol) => {
+                    assert_eq!(protocol, "wscast.resume");
+                    Err(ResponseError::UnrequestedSubprotocol)
+                }
+            };
+            assert_eq!(plain, expected);
+        }
+        (Ok(Decoded::Partial), plain) => assert_eq!(plain, Ok(Decoded::Partial)),
+        (Err(error), plain) => assert_eq!(plain, Err(*error)),
     }
 });

@@ -160,9 +160,10 @@ pub fn run(url: &str, options: &Options) -> Result<(), ClientError> {
     let url = WsUrl::parse(url).map_err(ClientError::Url)?;
     let mut headers = options.headers.clone();
     if options.resume {
-        // §4.1: "|Sec-WebSocket-Protocol| ... one or more comma-separated subprotocol
-        // the client wishes to speak". It may sit beside one from `--header`: the field
-        // "MAY appear multiple times in an HTTP request" (§11.3.4).
+        // §4.1: "Optionally, a |Sec-WebSocket-Protocol| header field, with a list of
+        // values indicating which protocols the client would like to speak". It may sit
+        // beside one from `--header`: the field "MAY appear multiple times in an HTTP
+        // request" (§11.3.4).
         headers.push((
             "Sec-WebSocket-Protocol".to_owned(),
             resume::SUBPROTOCOL.to_owned(),

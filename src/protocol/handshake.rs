@@ -395,10 +395,10 @@ pub fn check_response(buf: &[u8], key: &str) -> Result<Decoded<()>, ResponseErro
 }
 
 /// [`check_response`] for a request that offered the subprotocols `offered` in
-/// `Sec-WebSocket-Protocol` (§4.1: "|Sec-WebSocket-Protocol| ... a list of values
-/// indicating which protocols the client would like to speak"). The complete value is the
-/// one the server selected, or `None` if it selected none (§4.2.2 item 5.5: the field is
-/// then absent, and the connection speaks no subprotocol).
+/// `Sec-WebSocket-Protocol` (§4.1: "a list of values indicating which protocols the
+/// client would like to speak"). The complete value is the one the server selected, or
+/// `None` if it selected none (§4.2.2 item 5.5: the field is then absent, and the
+/// connection speaks no subprotocol).
 pub fn check_response_offering(
     buf: &[u8],
     key: &str,
@@ -457,9 +457,10 @@ pub fn check_response_offering(
     }
     // §4.1 item 6: "If the response includes a |Sec-WebSocket-Protocol| header field and
     // this header field indicates the use of a subprotocol that was not present in the
-    // client's handshake ..., the client MUST _Fail the WebSocket Connection_." §4.2.2
-    // item 5.5 lets the server select "a single value", so a list of several is refused
-    // too. The selected value must be one of ours as we wrote it: compared exactly.
+    // client's handshake ..., the client MUST _Fail the WebSocket Connection_." And
+    // §4.2.2's /subprotocol/ is "Either a single value representing the subprotocol the
+    // server is ready to use or null", so a list of several is refused too. The value
+    // must be one of ours as we wrote it: compared exactly.
     let mut selected = list_items(&headers, "Sec-WebSocket-Protocol");
     let protocol = match (selected.next(), selected.next()) {
         (None, _) => None,
@@ -1013,7 +1014,7 @@ mod tests {
                 Some("WSCAST.RESUME"),
                 Err(ResponseError::UnrequestedSubprotocol),
             ),
-            // "a single value": a list of two is not a selection.
+            // §4.2.2: "a single value": a list of two is not a selection.
             (
                 Some("wscast.resume, chat"),
                 Err(ResponseError::UnrequestedSubprotocol),
