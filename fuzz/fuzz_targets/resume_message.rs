@@ -1,5 +1,5 @@
 //! Fuzzes what `wscast connect --resume` makes of a text message on a `wscast.resume`
-//! connection (`wscast::client::resume::Received::parse`, WIRE.md's JSON objects).
+//! connection (`wscast::client::resume::Received::parse`, the README's "Resume" JSON objects).
 //!
 //! Properties checked on every input:
 //! - it never panics, whatever the text (it falls back to `Unknown`, printed raw);

@@ -296,7 +296,7 @@ struct Resume {
     headers: Vec<(String, String)>,
     /// For the threads of later connections.
     tx: Sender<Input>,
-    /// The id of the last message handled (WIRE.md: "send back the last one seen").
+    /// The id of the last message handled (README, "Resume": "send back the last one seen").
     last_id: Option<Id>,
     backoff: Backoff,
     /// "server does not offer resume" was said once already.
@@ -411,9 +411,9 @@ impl Session {
         reconnected: bool,
     ) -> Result<(), ClientError> {
         if let Some(resume) = &mut self.resume {
-            resume.backoff.reset();
-            // WIRE.md: without history (or in echo mode) the server selects nothing and
-            // the connection is a plain one.
+            resume.backoff.opened(Instant::now());
+            // A server without resume (another one, or an older wscast) selects
+            // nothing: the connection is a plain one.
             self.json = protocol.as_deref() == Some(resume::SUBPROTOCOL);
             if !self.json && !resume.warned {
                 resume.warned = true;
@@ -446,7 +446,7 @@ impl Session {
             let Some(resume) = &mut self.resume else {
                 return Ok(false);
             };
-            let delay = resume.backoff.next_delay();
+            let delay = resume.backoff.next_delay(Instant::now());
             eprintln!("wscast connect: {report} in {}", Seconds(delay));
             if let Waited::UserEnded = self.wait(rx, Some(Instant::now() + delay)) {
                 return Ok(false);
@@ -626,7 +626,7 @@ impl Session {
                 if let Some(report) = resume::status_report(&status, self.used_since) {
                     eprintln!("{report}");
                 }
-                // WIRE.md: "Store it as your last id at once".
+                // README, "Resume": "store it as your last id at once".
                 self.remember(status.from);
             }
             Received::Broadcast { id, body } => {

@@ -1,5 +1,5 @@
 //! `wscast connect --resume`: the client half of the `wscast.resume` subprotocol (the
-//! contract is `WIRE.md`), as pure functions: what a message says, what to report, how
+//! contract is the README's "Resume" section), as pure functions: what a message says, what to report, how
 //! long to wait before reconnecting. The I/O that uses them is in [`super`].
 //!
 //! RFC 6455 leaves what messages mean to a subprotocol (§1.9: "the client can request
@@ -18,7 +18,7 @@
 //! reconnects with `?since=<id>`: the server replays what came after it.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -151,32 +151,42 @@ pub fn status_report(status: &Status, used_since: bool) -> Option<String> {
     Some(line)
 }
 
+/// A connection that stayed open this long was a good one: its loss is retried quickly
+/// again. (One that a server closes at once, say for a policy, keeps backing off.)
+pub const STABLE: Duration = Duration::from_secs(1);
+
 /// The waits between reconnection attempts: [`FIRST_BACKOFF`], doubling up to
-/// [`MAX_BACKOFF`], back to the first once a connection opens.
+/// [`MAX_BACKOFF`], back to the first once a connection has stayed open [`STABLE`].
 #[derive(Debug, Clone)]
 pub struct Backoff {
     next: Duration,
+    /// When the last connection opened.
+    opened: Option<Instant>,
 }
 
 impl Default for Backoff {
     fn default() -> Backoff {
         Backoff {
             next: FIRST_BACKOFF,
+            opened: None,
         }
     }
 }
 
 impl Backoff {
-    /// The wait before the next attempt; the one after it will be twice as long.
-    pub fn next_delay(&mut self) -> Duration {
+    /// The wait before the next attempt, at `now`; the one after it will be twice as long.
+    pub fn next_delay(&mut self, now: Instant) -> Duration {
+        if self.opened.take().is_some_and(|at| now >= at + STABLE) {
+            self.next = FIRST_BACKOFF;
+        }
         let delay = self.next;
         self.next = (delay * 2).min(MAX_BACKOFF);
         delay
     }
 
-    /// A connection opened: the next loss is retried quickly again.
-    pub fn reset(&mut self) {
-        self.next = FIRST_BACKOFF;
+    /// A connection opened at `now`.
+    pub fn opened(&mut self, now: Instant) {
+        self.opened = Some(now);
     }
 }
 
@@ -211,7 +221,7 @@ mod tests {
             body: Body::Text(t.into()),
         };
         let table = [
-            // WIRE.md's example, in order.
+            // the README's example session, in order.
             (
                 r#"{"resume":{"from":"19ae0c5f2a1-41","recovered":2,"missed":0}}"#,
                 status("19ae0c5f2a1-41", 2, Missed::Count(0)),
@@ -333,17 +343,22 @@ mod tests {
     }
 
     #[test]
-    fn backoff_doubles_to_the_cap_and_resets() {
+    fn backoff_doubles_to_the_cap_and_resets_after_a_stable_connection() {
+        let now = Instant::now();
         let mut backoff = Backoff::default();
         let waits: Vec<String> = (0..9)
-            .map(|_| Seconds(backoff.next_delay()).to_string())
+            .map(|_| Seconds(backoff.next_delay(now)).to_string())
             .collect();
         assert_eq!(
             waits,
             ["0.1s", "0.2s", "0.4s", "0.8s", "1.6s", "3.2s", "5.0s", "5.0s", "5.0s"]
         );
-        backoff.reset();
-        assert_eq!(backoff.next_delay(), FIRST_BACKOFF);
-        assert_eq!(backoff.next_delay(), FIRST_BACKOFF * 2);
+        // A connection closed at once does not earn a quick retry...
+        backoff.opened(now);
+        assert_eq!(backoff.next_delay(now + STABLE / 2), MAX_BACKOFF);
+        // ...one that stayed open does.
+        backoff.opened(now);
+        assert_eq!(backoff.next_delay(now + STABLE), FIRST_BACKOFF);
+        assert_eq!(backoff.next_delay(now + STABLE), FIRST_BACKOFF * 2);
     }
 }
