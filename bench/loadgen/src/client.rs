@@ -1,7 +1,7 @@
 //! The client side of RFC 6455 for many connections on one mio `Poll`.
 //!
 //! Everything protocol-shaped comes from `wscast::protocol`: the opening handshake
-//! (`client_key`, `client_request`, `check_response`), the §5.2 header codec
+//! (`client_key`, `client_request_with`, `check_response`), the §5.2 header codec
 //! (`FrameHeader::decode` with `Role::Client`, `FrameHeader::encode`) and §5.3 masking
 //! (`apply_mask`, with keys from `MaskingKeys`). What is here is the I/O and a streaming frame reader that never
 //! buffers a payload: it keeps the first [`PREFIX`] bytes of each frame (enough for a
@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use wscast::protocol::frame::{Decoded, FrameHeader, MAX_HEADER_LEN};
-use wscast::protocol::handshake::{check_response, client_key, client_request};
+use wscast::protocol::handshake::{check_response, client_key, client_request_with};
 use wscast::protocol::mask::{apply_mask, MaskingKeys};
 use wscast::protocol::{OpCode, Role};
 
@@ -83,6 +83,16 @@ pub struct Frame<'a> {
     pub len: u64,
     /// The first `min(len, PREFIX)` payload bytes.
     pub prefix: &'a [u8],
+}
+
+/// The length of a server frame's header for a payload of `len` bytes (§5.2: unmasked;
+/// a 7-bit length up to 125, then 16-bit, then 64-bit).
+pub fn server_header_len(len: u64) -> u64 {
+    match len {
+        0..=125 => 2,
+        126..=65535 => 4,
+        _ => 10,
+    }
 }
 
 /// A moment, on both clocks: `mono` for intervals, `wall_ns` (nanoseconds since the Unix
@@ -232,6 +242,9 @@ pub struct Driver {
     pub rcvbuf: Option<usize>,
     /// Counter for the loopback source addresses.
     next_source: u32,
+    /// A subprotocol to offer (`Sec-WebSocket-Protocol`), which the server must then
+    /// select: `wscast.resume` for the resume benchmarks.
+    pub subprotocol: Option<String>,
 }
 
 /// Reads of one socket per turn before the others get theirs. Reading a socket until
@@ -254,6 +267,7 @@ impl Driver {
             again: Vec::new(),
             rcvbuf: None,
             next_source: 0,
+            subprotocol: None,
         })
     }
 
@@ -409,7 +423,17 @@ impl Driver {
                     // Small frames must not wait for Nagle's algorithm.
                     let _ = conn.sock.set_nodelay(true);
                     conn.phase = Phase::Upgrading;
-                    let request = client_request(&self.target.host, &self.target.path, &conn.key);
+                    let extra: Vec<(String, String)> = self
+                        .subprotocol
+                        .iter()
+                        .map(|p| ("Sec-WebSocket-Protocol".to_owned(), p.clone()))
+                        .collect();
+                    let request = client_request_with(
+                        &self.target.host,
+                        &self.target.path,
+                        &conn.key,
+                        &extra,
+                    );
                     conn.out.extend_from_slice(&request);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
@@ -467,7 +491,11 @@ impl Driver {
             let mut early = Vec::new();
             if conn.phase == Phase::Upgrading {
                 conn.head.extend_from_slice(data);
-                match check_response(&conn.head, &conn.key) {
+                let checked = match &self.subprotocol {
+                    None => check_response(&conn.head, &conn.key).map_err(|e| e.to_string()),
+                    Some(p) => check_response_selecting(&conn.head, &conn.key, p),
+                };
+                match checked {
                     Ok(Decoded::Complete { consumed, .. }) => {
                         early.extend_from_slice(&conn.head[consumed..]);
                         conn.head = Vec::new();
@@ -512,6 +540,49 @@ impl Driver {
             Phase::Open | Phase::Closing => self.open -= 1,
         }
         h.on_gone(key, &conn, why, Now::get());
+    }
+}
+
+/// [`check_response`] for a client that offered the subprotocol `offered`: the response
+/// must select it (§4.2.2 item 5.5: `Sec-WebSocket-Protocol` with one of the offered
+/// values). wscast's `check_response` is written for a client that offers none and fails
+/// any selection (§4.1 item 6), so the one header line is checked here and taken out of
+/// the head before the rest of §4.1's checks run on it.
+fn check_response_selecting(head: &[u8], key: &str, offered: &str) -> Result<Decoded<()>, String> {
+    let Some(end) = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+    else {
+        // Not complete yet (or too large: check_response says which).
+        return check_response(head, key).map_err(|e| e.to_string());
+    };
+    let mut stripped = Vec::with_capacity(end);
+    let mut selected = Vec::new();
+    for line in head[..end].split_inclusive(|&b| b == b'\n') {
+        let name = b"sec-websocket-protocol:";
+        if line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name) {
+            selected.push(
+                String::from_utf8_lossy(&line[name.len()..])
+                    .trim()
+                    .to_owned(),
+            );
+        } else {
+            stripped.extend_from_slice(line);
+        }
+    }
+    if selected.len() != 1 || selected[0] != offered {
+        return Err(format!(
+            "the server did not select the subprotocol {offered} (Sec-WebSocket-Protocol: {selected:?})"
+        ));
+    }
+    let removed = end - stripped.len();
+    match check_response(&stripped, key).map_err(|e| e.to_string())? {
+        Decoded::Complete { value, consumed } => Ok(Decoded::Complete {
+            value,
+            consumed: consumed + removed,
+        }),
+        Decoded::Partial => Ok(Decoded::Partial),
     }
 }
 

@@ -6,13 +6,18 @@
 //! ends with `END <lines>`. A client that sees `END n` has seen everything it will, so
 //! its loss is `n` minus what it got. Clients connect first; once every one is open,
 //! `ready` goes to stdout and the script starts the feeder.
+//!
+//! With `--resume` every client offers the `wscast.resume` subprotocol (the server must
+//! select it) and receives each line as `{"id":"<id>","text":"<line>"}` after one
+//! `{"resume":...}` status; the line is read from inside the `text` string (the feeder's
+//! lines hold no character JSON escapes, so it arrives unchanged).
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::client::{Conn, Driver, Frame, Gone, Handler, Now, Target};
+use crate::client::{server_header_len, Conn, Driver, Frame, Gone, Handler, Now, Target};
 use crate::stats::{self, CpuWindow, Report};
 
 pub struct Args {
@@ -28,12 +33,16 @@ pub struct Args {
     pub rcvbuf: Option<usize>,
     /// Poll with a zero timeout after `ready` instead of sleeping in `epoll_wait`.
     pub spin: bool,
+    /// Opt in to resume (`wscast.resume`): lines arrive inside JSON objects.
+    pub resume: bool,
 }
 
 struct Fanout {
     latency: Histogram<u64>,
     deliveries: u64,
     bytes: u64,
+    /// `bytes` plus the frame headers: what the server wrote for the deliveries.
+    wire_bytes: u64,
     first: Option<Instant>,
     last: Option<Instant>,
     cpu: Option<CpuWindow>,
@@ -49,6 +58,8 @@ struct Fanout {
     first_error: Option<String>,
     /// The biggest message seen (encode-once: the 1 MiB line).
     max_len: u64,
+    /// Lines arrive in the `wscast.resume` encoding.
+    resume: bool,
 }
 
 /// Parses `<seq> <nanos> ...` or `END <n>` from the head of a line.
@@ -70,7 +81,18 @@ fn parse(prefix: &[u8]) -> Line {
     }
 }
 
-fn number(digits: &[u8]) -> Option<u64> {
+/// The line inside a `wscast.resume` message `{"id":"<id>","text":"<line>"}` (as much of
+/// it as the frame's prefix holds); `None` for the status and anything without an id.
+/// Ids hold only `[0-9a-z-]` and the feeder's lines no `"` or `\\`, so no unescaping.
+pub fn tagged_text(prefix: &[u8]) -> Option<&[u8]> {
+    let rest = prefix.strip_prefix(b"{\"id\":\"")?;
+    let close = rest.iter().position(|&b| b == b'"')?;
+    let text = rest[close..].strip_prefix(b"\",\"text\":\"")?;
+    let end = text.iter().position(|&b| b == b'"').unwrap_or(text.len());
+    Some(&text[..end])
+}
+
+pub fn number(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 20 {
         return None;
     }
@@ -88,7 +110,15 @@ impl Handler for Fanout {
     fn on_open(&mut self, _: usize, _: &mut Conn, _: Now) {}
 
     fn on_frame(&mut self, _: usize, conn: &mut Conn, frame: &Frame<'_>, now: Now) {
-        match parse(frame.prefix) {
+        let line = if self.resume {
+            match tagged_text(frame.prefix) {
+                Some(text) => parse(text),
+                None => Line::Other,
+            }
+        } else {
+            parse(frame.prefix)
+        };
+        match line {
             Line::Data { seq, nanos } => {
                 if self.first.is_none() {
                     self.first = Some(now.mono);
@@ -97,6 +127,7 @@ impl Handler for Fanout {
                 self.last = Some(now.mono);
                 self.deliveries += 1;
                 self.bytes += frame.len;
+                self.wire_bytes += server_header_len(frame.len) + frame.len;
                 self.max_len = self.max_len.max(frame.len);
                 conn.count += 1;
                 if seq > conn.next_seq {
@@ -147,10 +178,14 @@ impl Handler for Fanout {
 pub fn run(args: Args) -> io::Result<()> {
     let mut d = Driver::new(args.target)?;
     d.rcvbuf = args.rcvbuf;
+    if args.resume {
+        d.subprotocol = Some(crate::resume::SUBPROTOCOL.to_owned());
+    }
     let mut h = Fanout {
         latency: stats::latency_histogram(),
         deliveries: 0,
         bytes: 0,
+        wire_bytes: 0,
         first: None,
         last: None,
         cpu: None,
@@ -162,6 +197,7 @@ pub fn run(args: Args) -> io::Result<()> {
         ready: false,
         first_error: None,
         max_len: 0,
+        resume: args.resume,
     };
     let mut started = 0;
     let begin = Instant::now();
@@ -230,9 +266,11 @@ pub fn run(args: Args) -> io::Result<()> {
     );
     let mut report = Report::new("fanout");
     report
+        .add("resume", u8::from(args.resume))
         .add("clients", clients)
         .add("lines", lines)
         .add("deliveries", h.deliveries)
+        .add("wire_bytes", h.wire_bytes)
         .add("lost", lost)
         .add("dropped", h.dropped)
         .add("max_len", h.max_len)
@@ -242,4 +280,35 @@ pub fn run(args: Args) -> io::Result<()> {
         .add_latency(&h.latency);
     report.print();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_read_from_inside_the_tagged_encoding() {
+        let m = br#"{"id":"19ae0c5f2a1-42","text":"41 1700000000000000000 xxxx"}"#;
+        assert_eq!(tagged_text(m), Some(&b"41 1700000000000000000 xxxx"[..]));
+        assert!(matches!(
+            parse(tagged_text(m).unwrap()),
+            Line::Data {
+                seq: 41,
+                nanos: 1_700_000_000_000_000_000
+            }
+        ));
+        let end = br#"{"id":"19ae0c5f2a1-43","text":"END 42"}"#;
+        assert!(matches!(parse(tagged_text(end).unwrap()), Line::End(42)));
+        // Cut off by the frame reader's prefix: what is there is the line's head.
+        assert_eq!(
+            tagged_text(br#"{"id":"a-1","text":"7 8 xx"#),
+            Some(&b"7 8 xx"[..])
+        );
+        // The status and untagged messages carry no line.
+        assert_eq!(
+            tagged_text(br#"{"resume":{"from":"a-0","recovered":0,"missed":0}}"#),
+            None
+        );
+        assert_eq!(tagged_text(br#"{"text":"joined"}"#), None);
+    }
 }

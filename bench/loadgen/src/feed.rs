@@ -1,6 +1,7 @@
 //! `feed`: writes numbered, time-stamped lines to stdout (piped into a server's stdin):
 //! `<seq> <nanos since the Unix epoch> <padding>` padded to exactly `size` bytes before
-//! the newline, then `END <lines>`. At `--rate max` it writes 64 KiB batches as fast as
+//! the newline, then `END <lines>` (unless `--no-end`: the resume benchmark wants exactly
+//! `count` messages in the history). At `--rate max` it writes 64 KiB batches as fast as
 //! the pipe takes them (a blocking pipe is the server's back-pressure); at a number, one
 //! line at a time on a fixed schedule.
 
@@ -15,6 +16,8 @@ pub struct Args {
     pub duration: Duration,
     pub size: usize,
     pub count: Option<u64>,
+    /// Leave out the closing `END <lines>`.
+    pub no_end: bool,
 }
 
 /// Appends one line of exactly `size` bytes plus `\n`.
@@ -65,7 +68,9 @@ pub fn run(args: Args) -> io::Result<()> {
                 }
             }
         }
-        writeln!(out, "END {seq}")?;
+        if !args.no_end {
+            writeln!(out, "END {seq}")?;
+        }
         out.flush()
     })();
     let secs = start.elapsed().as_secs_f64();

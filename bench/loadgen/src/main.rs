@@ -14,6 +14,7 @@ mod feed;
 mod handshake;
 mod idle;
 mod jwt;
+mod resume;
 mod stats;
 
 use std::process::ExitCode;
@@ -67,6 +68,38 @@ enum Cmd {
         /// wake the load generator (on loopback the sender pays for that wake-up).
         #[arg(long)]
         spin: bool,
+        /// Offer the `wscast.resume` subprotocol (the server must select it) and read
+        /// each line from inside its JSON `{"id":...,"text":"<line>"}`.
+        #[arg(long)]
+        resume: bool,
+    },
+    /// Open N resuming clients at once (`wscast.resume`, `?since=ID`); each must get the
+    /// status and exactly `expect` messages. Reports the time until all have them.
+    Resume {
+        #[arg(long)]
+        url: String,
+        #[arg(short, default_value_t = 1000)]
+        n: usize,
+        /// Resume after this id; without it, opt in afresh and count live messages.
+        #[arg(long)]
+        since: Option<String>,
+        /// Messages (after the status) each client must receive.
+        #[arg(long, default_value_t = 1000)]
+        expect: u64,
+        /// Handshakes in flight at once.
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long)]
+        server_pid: Option<u32>,
+        /// Fix each client's SO_RCVBUF (bytes).
+        #[arg(long)]
+        rcvbuf: Option<usize>,
+        /// Give up this many seconds after the first connect.
+        #[arg(long, default_value_t = 60.0)]
+        timeout: f64,
+        /// Seconds to keep reading once every client is complete (extra messages = wrong).
+        #[arg(long, default_value_t = 0.2)]
+        linger: f64,
     },
     /// Closed-loop echo: each connection keeps `depth` messages in flight.
     Echo {
@@ -113,6 +146,9 @@ enum Cmd {
         /// Stop after this many lines.
         #[arg(long)]
         count: Option<u64>,
+        /// Leave out the closing `END <lines>` line.
+        #[arg(long)]
+        no_end: bool,
     },
 }
 
@@ -149,6 +185,7 @@ fn main() -> ExitCode {
             server_pid,
             rcvbuf,
             spin,
+            resume,
         } => target(&url).map(|target| {
             fanout::run(fanout::Args {
                 target,
@@ -159,6 +196,30 @@ fn main() -> ExitCode {
                 server_pid,
                 rcvbuf,
                 spin,
+                resume,
+            })
+        }),
+        Cmd::Resume {
+            url,
+            n,
+            since,
+            expect,
+            concurrency,
+            server_pid,
+            rcvbuf,
+            timeout,
+            linger,
+        } => target(&url).map(|target| {
+            resume::run(resume::Args {
+                target,
+                n,
+                since,
+                expect,
+                concurrency,
+                server_pid,
+                rcvbuf,
+                timeout: secs(timeout),
+                linger: secs(linger),
             })
         }),
         Cmd::Echo {
@@ -199,6 +260,7 @@ fn main() -> ExitCode {
             duration,
             size,
             count,
+            no_end,
         } => {
             let rate = match rate.as_str() {
                 "max" => Ok(None),
@@ -213,6 +275,7 @@ fn main() -> ExitCode {
                     duration: secs(duration),
                     size,
                     count,
+                    no_end,
                 })
             })
         }
