@@ -174,6 +174,12 @@ impl History {
         for (kind, payload) in plain.each() {
             let n = self.next;
             self.next += 1;
+            if !live && payload.len() >= self.max_bytes {
+                // Too large to keep (its JSON is larger still) and nobody to tag for:
+                // skip the encoding, so a 1 MiB line costs no second megabyte.
+                self.forget_all();
+                continue;
+            }
             let mut json = std::mem::take(&mut self.scratch);
             json.clear();
             json.extend_from_slice(b"{\"id\":\"");
@@ -185,7 +191,10 @@ impl History {
                 tagged.push(MessageKind::Text, &json);
             }
             self.store(&json);
-            self.scratch = json;
+            if json.capacity() <= SEGMENT {
+                // Kept for the next message, unless a large one made it large.
+                self.scratch = json;
+            }
         }
         tagged.map(Frames::share)
     }
@@ -262,8 +271,9 @@ impl History {
 
     /// Keeps one message (its JSON payload), then drops the oldest ones over the limits.
     fn store(&mut self, json: &[u8]) {
-        if self.limit == 0 {
-            self.oldest = self.next;
+        if self.limit == 0 || json.len() >= self.max_bytes {
+            // Nothing kept, or this one could never fit: the history is now empty.
+            self.forget_all();
             return;
         }
         let before = self.open.frames.len();
@@ -281,6 +291,14 @@ impl History {
         while self.len() > self.limit || self.bytes > self.max_bytes {
             self.drop_oldest();
         }
+    }
+
+    /// Forgets every retained message (one too large to keep has just been numbered).
+    fn forget_all(&mut self) {
+        self.sealed.clear();
+        self.open = Open::default();
+        self.bytes = 0;
+        self.oldest = self.next;
     }
 
     /// Shares the open segment (if it holds anything) as a sealed one.
