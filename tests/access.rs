@@ -26,7 +26,11 @@ fn get_metrics(server: &Server, authorization: Option<&str>) -> u16 {
 
 /// A token file in the temp directory, unique to this test.
 fn token_file(name: &str, contents: &str) -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("wscast-{name}-{}.token", std::process::id()));
+    // One file per call: tests run in parallel, and one must never read another's file
+    // while it is being written.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("wscast-{name}-{}-{n}.token", std::process::id()));
     std::fs::write(&path, contents).expect("write the token file");
     path
 }
