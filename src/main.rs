@@ -14,9 +14,10 @@ use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use wscast::client;
 use wscast::server::{
-    self, Cidr, Config, JwtAuth, Mode, PublishRule, DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES,
-    DEFAULT_LISTEN, DEFAULT_MAX_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE,
-    DEFAULT_MAX_RATE, DEFAULT_PATH, DEFAULT_PING_INTERVAL_SECS,
+    self, Cidr, Config, JwtAuth, Mode, PublishRule, DEFAULT_COMPRESSION_EPOCH_SECS,
+    DEFAULT_COMPRESSION_MIN, DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES, DEFAULT_LISTEN,
+    DEFAULT_MAX_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_RATE,
+    DEFAULT_PATH, DEFAULT_PING_INTERVAL_SECS,
 };
 
 /// Every line on stdin goes to every WebSocket client; every client message is printed.
@@ -85,6 +86,15 @@ struct ServeArgs {
     /// At most this many bytes of them (at most --max-backlog)
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_HISTORY_BYTES)]
     history_bytes: usize,
+    /// Decline permessage-deflate (by default it is accepted when a client offers it)
+    #[arg(long)]
+    no_compression: bool,
+    /// How often the shared compressed stream starts afresh (new clients join it then)
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_COMPRESSION_EPOCH_SECS)]
+    compression_epoch: u64,
+    /// Messages under this size go uncompressed
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_COMPRESSION_MIN)]
+    compression_min: usize,
     /// Browsers must send one of these Origins (repeatable; default: any)
     #[arg(long = "allow-origin", value_name = "ORIGIN")]
     allow_origins: Vec<String>,
@@ -310,6 +320,9 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         max_backlog: args.max_backlog,
         history: args.history,
         history_bytes: args.history_bytes,
+        compression: !args.no_compression,
+        compression_epoch: Duration::from_secs(args.compression_epoch.max(1)),
+        compression_min: args.compression_min,
         allow_origins: args.allow_origins,
         publish,
         auth,

@@ -246,9 +246,9 @@ impl Harness {
         assert!(self.conn.outbox().is_empty(), "queued before the answer");
         let answer = match check_upgrade(&request) {
             Ok(upgrade) => {
-                self.conn.accept(&upgrade, None);
+                self.conn.accept(&upgrade, None, None);
                 assert_eq!(self.conn.state(), State::Open);
-                switching_protocols(&upgrade.accept, None)
+                switching_protocols(&upgrade.accept, None, None)
             }
             Err(rejection) => {
                 let response = rejection.response();

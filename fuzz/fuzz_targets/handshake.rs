@@ -85,7 +85,7 @@ fuzz_target!(|data: &[u8]| {
                     // §4.2.2 item 5.4: base64(SHA-1(key + GUID)).
                     assert_eq!(upgrade.accept, accept_key(key));
                     // What we answer is what a client of ours accepts (§4.1).
-                    let response = switching_protocols(&upgrade.accept, None);
+                    let response = switching_protocols(&upgrade.accept, None, None);
                     assert_status_line(&response, 101);
                     match check_response(&response, key) {
                         Ok(Decoded::Complete { consumed, .. }) => {

@@ -155,6 +155,7 @@ fuzz_target!(|data: &[u8]| {
             opcode,
             masking_key: key,
             payload_len: len,
+            compressed: false,
         };
 
         let expected = model.begin_frame(opcode, len);
@@ -178,7 +179,7 @@ fuzz_target!(|data: &[u8]| {
         }
         for chunk in chunks {
             let expected = model.push(chunk, key, offset);
-            let got = asm.push(chunk, key, offset);
+            let got = asm.push(chunk, key, offset, usize::MAX);
             assert_eq!(
                 got,
                 expected,
@@ -196,7 +197,7 @@ fuzz_target!(|data: &[u8]| {
         }
 
         let expected = model.end_frame(fin);
-        let got = asm.end_frame(fin);
+        let got = asm.end_frame(fin, usize::MAX);
         assert_eq!(got, expected, "end_frame({fin})");
         match got {
             Err(_) => return,

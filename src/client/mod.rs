@@ -1041,11 +1041,11 @@ mod tests {
         };
         let upgrade = handshake::check_upgrade(&request).expect("a valid upgrade");
         assert_eq!(upgrade.accept, accept_key(&key));
-        server.accept(&upgrade, None);
+        server.accept(&upgrade, None, None);
         let mut response = [&[][..]; 1];
         server.outbox().slices(&mut response);
         let mut response = response[0].to_vec();
-        assert_eq!(response, switching_protocols(&upgrade.accept, None));
+        assert_eq!(response, switching_protocols(&upgrade.accept, None, None));
         let head_len = response.len();
         response.extend_from_slice(&[0x81, 0x02, b'h', b'i']);
         assert_eq!(

@@ -38,12 +38,13 @@
 //! 14-byte array.
 
 use super::close::{CloseCode, CloseFrame};
+use super::deflate::Agreed;
 use super::error::ProtocolError;
-use super::frame::{encode_frame, Decoded, FrameHeader, OpCode, MAX_HEADER_LEN};
+use super::frame::{encode_frame, encode_frame_with, Decoded, FrameHeader, OpCode, MAX_HEADER_LEN};
 use super::handshake::{self, Upgrade};
 use super::http::{self, HeadError, Request, Response};
 use super::mask;
-use super::message::{Assembler, Message, MessageKind};
+use super::message::{Assembler, Inflating, Message, MessageKind};
 use super::outbox::{Outbox, Shared};
 use super::Role;
 
@@ -121,22 +122,17 @@ pub struct Connection {
     header_buf: [u8; MAX_HEADER_LEN],
     /// Largest reassembled message, §10.4.
     max_message: usize,
-    /// `Connecting` only: the bytes of the request so far; `None` afterwards. Boxed (8
-    /// bytes, not a `Vec`'s 24) because an idle open connection never needs it.
+    /// Bytes held across reads until they can be acted on, which never overlap in time:
+    /// while `Connecting`, the request so far (§4.2.1); once open, the payload of the
+    /// control frame being received (at most 125 bytes, §5.5). Boxed (8 bytes, not a
+    /// `Vec`'s 24) and shared because an idle open connection needs neither.
     #[expect(
         clippy::box_collection,
         reason = "8 bytes inline instead of 24, on every idle connection"
     )]
-    request: Option<Box<Vec<u8>>>,
+    held: Option<Box<Vec<u8>>>,
     /// The frame whose payload is arriving, if any.
     frame: Option<FrameProgress>,
-    /// The payload of the control frame being received (at most 125 bytes, §5.5); boxed
-    /// like `request`, since most of the time there is none.
-    #[expect(
-        clippy::box_collection,
-        reason = "8 bytes inline instead of 24, on every idle connection"
-    )]
-    control: Option<Box<Vec<u8>>>,
     /// Data frames → messages, §5.4.
     message: Assembler,
     /// Everything waiting to be sent, in order.
@@ -180,9 +176,8 @@ impl Connection {
             header_len: 0,
             header_buf: [0; MAX_HEADER_LEN],
             max_message,
-            request: None,
+            held: None,
             frame: None,
-            control: None,
             message: Assembler::default(),
             outbox: Outbox::default(),
             keys,
@@ -226,7 +221,7 @@ impl Connection {
         if self.state != State::Connecting || self.request_done || self.role != Role::Server {
             return RequestRead::Partial;
         }
-        let buffer = self.request.get_or_insert_with(Box::default);
+        let buffer = self.held.get_or_insert_with(Box::default);
         let before = buffer.len();
         buffer.extend_from_slice(input);
         match http::read_request(buffer, self.max_message) {
@@ -238,7 +233,7 @@ impl Connection {
                 // The request did not end in an earlier read (that read would have been
                 // Complete), so it ends within this one.
                 let used = consumed.saturating_sub(before);
-                self.request = None;
+                self.held = None;
                 self.request_done = true;
                 RequestRead::Complete {
                     request,
@@ -258,12 +253,18 @@ impl Connection {
     /// Accepts the opening handshake (§4.2.2): queues the `101` response, selecting
     /// `protocol` if the client offered it ([`Upgrade::offers`]), and enters
     /// [`State::Open`]. Only after [`RequestRead::Complete`].
-    pub fn accept(&mut self, upgrade: &Upgrade, protocol: Option<&str>) {
+    pub fn accept(&mut self, upgrade: &Upgrade, protocol: Option<&str>, deflate: Option<Agreed>) {
         if self.state != State::Connecting || !self.request_done {
             return;
         }
         let protocol = protocol.filter(|p| upgrade.offers(p));
-        let response = handshake::switching_protocols(&upgrade.accept, protocol);
+        let extensions = deflate.map(|agreed| agreed.header());
+        let response =
+            handshake::switching_protocols(&upgrade.accept, protocol, extensions.as_deref());
+        if deflate.is_some() {
+            // The answer asks for client_no_context_takeover: a message at a time.
+            self.message.inflating = Inflating::PerMessage;
+        }
         self.outbox.push_owned(response);
         self.state = State::Open;
     }
@@ -299,6 +300,36 @@ impl Connection {
                 input.len()
             }
         }
+    }
+
+    /// Turns on inflating of compressed messages (RFC 7692) on a client connection whose
+    /// server accepted permessage-deflate as `agreed`: with the server's context kept
+    /// across messages unless it agreed to `server_no_context_takeover`.
+    pub fn enable_deflate(&mut self, agreed: Agreed) {
+        self.message.inflating = if agreed.server_no_context_takeover {
+            Inflating::PerMessage
+        } else {
+            Inflating::Kept
+        };
+    }
+
+    /// Whether permessage-deflate is on (RSV1 means "compressed", RFC 7692 §6).
+    pub fn deflate(&self) -> bool {
+        self.message.inflating != Inflating::Off
+    }
+
+    /// Queues a data message whose payload is already compressed (RFC 7692 §7.2.1): the
+    /// frame goes out with RSV1 set. `false` unless [`Connection::can_send`] and
+    /// permessage-deflate was negotiated.
+    pub fn send_compressed(&mut self, kind: MessageKind, compressed: &[u8]) -> bool {
+        if !self.can_send() || !self.deflate() {
+            return false;
+        }
+        let key = self.keys.as_mut().map(mask::MaskingKeys::next_key);
+        let mut frame = Vec::new();
+        encode_frame_with(&mut frame, kind.opcode(), compressed, key, true);
+        self.outbox.push_owned(frame);
+        true
     }
 
     /// Queues a data message, copying `data`; `false` unless [`Connection::can_send`].
@@ -407,14 +438,14 @@ impl Connection {
             input = rest;
             let offset = (progress.received % 4) as usize;
             if progress.header.opcode.is_control() {
-                let control = self.control.get_or_insert_with(Box::default);
+                let control = self.held.get_or_insert_with(Box::default);
                 match progress.header.masking_key {
                     Some(key) => mask::unmask_into(control, chunk, key, offset),
                     None => control.extend_from_slice(chunk),
                 }
-            } else if let Err(e) = self
-                .message
-                .push(chunk, progress.header.masking_key, offset)
+            } else if let Err(e) =
+                self.message
+                    .push(chunk, progress.header.masking_key, offset, self.max_message)
             {
                 self.fail(e, events);
                 return &[];
@@ -447,7 +478,7 @@ impl Connection {
     fn read_header(&mut self, input: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
         let held = usize::from(self.header_len);
         if held == 0 {
-            return match FrameHeader::decode(input, self.role)? {
+            return match FrameHeader::decode_with(input, self.role, self.deflate())? {
                 Decoded::Complete { value, consumed } => Ok(Some((value, consumed))),
                 Decoded::Partial => {
                     // A partial header is shorter than MAX_HEADER_LEN, so it fits.
@@ -460,7 +491,7 @@ impl Connection {
         let add = input.len().min(MAX_HEADER_LEN - held);
         joined[..held].copy_from_slice(&self.header_buf[..held]);
         joined[held..held + add].copy_from_slice(&input[..add]);
-        match FrameHeader::decode(&joined[..held + add], self.role)? {
+        match FrameHeader::decode_with(&joined[..held + add], self.role, self.deflate())? {
             Decoded::Complete { value, consumed } => {
                 self.header_len = 0;
                 Ok(Some((value, consumed - held)))
@@ -482,7 +513,7 @@ impl Connection {
     /// Checks a new frame against the message in progress (§5.4, §10.4).
     fn begin_frame(&mut self, header: &FrameHeader) -> Result<(), ProtocolError> {
         if header.opcode.is_control() {
-            self.control = None;
+            self.held = None;
             Ok(())
         } else {
             self.message.begin_frame(header, self.max_message)
@@ -497,7 +528,7 @@ impl Connection {
     ) -> Result<bool, ProtocolError> {
         match header.opcode {
             OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                if let Some(message) = self.message.end_frame(header.fin)? {
+                if let Some(message) = self.message.end_frame(header.fin, self.max_message)? {
                     events.push(Event::Message(message));
                     return Ok(true);
                 }
@@ -557,13 +588,12 @@ impl Connection {
 
     /// The control frame's payload, leaving none behind.
     fn take_control(&mut self) -> Vec<u8> {
-        self.control.take().map(|b| *b).unwrap_or_default()
+        self.held.take().map(|b| *b).unwrap_or_default()
     }
 
     /// Drops every buffer: nothing more will be parsed.
     fn release(&mut self) {
-        self.request = None;
-        self.control = None;
+        self.held = None;
         self.message = Assembler::default();
         self.frame = None;
         self.header_len = 0;
@@ -741,11 +771,11 @@ mod tests {
         let upgrade = handshake::check_upgrade(&request).expect("a valid §4.2.1 handshake");
         assert_eq!(upgrade.accept, SECTION_1_3_ACCEPT);
 
-        conn.accept(&upgrade, None);
+        conn.accept(&upgrade, None, None);
         let response = take_one(conn);
         assert_eq!(
             response,
-            handshake::switching_protocols(SECTION_1_3_ACCEPT, None)
+            handshake::switching_protocols(SECTION_1_3_ACCEPT, None, None)
         );
         assert!(response.starts_with(b"HTTP/1.1 101"), "{response:?}");
         let accept_line = format!("Sec-WebSocket-Accept: {SECTION_1_3_ACCEPT}\r\n");
@@ -774,6 +804,7 @@ mod tests {
             opcode,
             masking_key: Some(KEY),
             payload_len: payload.len() as u64,
+            compressed: false,
         };
         let mut head = [0u8; MAX_HEADER_LEN];
         let head_len = header.encode(&mut head);
@@ -882,14 +913,18 @@ mod tests {
         assert!(conn.outbox().is_empty());
 
         let upgrade = handshake::check_upgrade(req).unwrap();
-        conn.accept(&upgrade, None);
+        conn.accept(&upgrade, None, None);
         assert_eq!(
             take_sent(&mut conn),
-            [handshake::switching_protocols(SECTION_1_3_ACCEPT, None)]
+            [handshake::switching_protocols(
+                SECTION_1_3_ACCEPT,
+                None,
+                None
+            )]
         );
         assert_eq!(conn.state(), State::Open);
         // A second accept changes nothing, and no second request is read.
-        conn.accept(&upgrade, None);
+        conn.accept(&upgrade, None, None);
         assert_eq!(conn.read_request(&request), RequestRead::Partial);
         assert!(conn.outbox().is_empty());
         assert_eq!(conn.state(), State::Open);
@@ -965,7 +1000,7 @@ mod tests {
         let mut conn = Connection::server(MIB);
         assert_eq!(conn.read_request(&request[..20]), RequestRead::Partial);
         let upgrade = handshake::check_upgrade(&request_parsed()).unwrap();
-        conn.accept(&upgrade, None);
+        conn.accept(&upgrade, None, None);
         assert!(conn.outbox().is_empty());
         assert_eq!(conn.state(), State::Connecting);
         // Before the handshake is over nothing is a frame: `receive` uses and ignores it.
@@ -1064,7 +1099,7 @@ mod tests {
         assert!(!conn.can_send());
         // Neither an upgrade, another answer nor frames can follow.
         let upgrade = handshake::check_upgrade(&request).unwrap();
-        conn.accept(&upgrade, None);
+        conn.accept(&upgrade, None, None);
         conn.respond(&http::Response::new(500, http::TEXT_PLAIN, "again"));
         assert!(conn.outbox().is_empty());
         assert!(drive(&mut conn, &masked(OpCode::Text, true, b"x")).is_empty());
@@ -1393,6 +1428,7 @@ mod tests {
             opcode: OpCode::Binary,
             masking_key: Some(KEY),
             payload_len: 1 << 62,
+            compressed: false,
         }
         .encode(&mut huge);
         let mut non_minimal = vec![FIN | 0x2, MASK | 126, 0x00, 0x05];

@@ -43,8 +43,12 @@ pub enum ProtocolError {
     /// §5.5.1: "the data ... is not guaranteed to be human readable" but §8.1 still requires
     /// the close reason to be UTF-8; it was not.
     InvalidCloseReason,
-    /// §10.4: the message (or one frame's declared length) exceeds the configured limit.
+    /// §10.4: the message (or one frame's declared length) exceeds the configured limit;
+    /// for a compressed message, its inflated size (RFC 7692 §8.1 warns of "a
+    /// decompression bomb").
     MessageTooBig,
+    /// RFC 7692 §7.2.2: a compressed message's data is not valid DEFLATE (RFC 1951).
+    CorruptCompressedData,
 }
 
 impl ProtocolError {
@@ -53,9 +57,11 @@ impl ProtocolError {
         match self {
             // §7.4.1 1007: "data within a message that was not consistent with the type of
             // the message (e.g., non-UTF-8 [RFC3629] data within a text message)".
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
-                CloseCode::INVALID_PAYLOAD
-            }
+            // A compressed message that does not inflate is data "not consistent with the
+            // type of the message" too.
+            ProtocolError::InvalidUtf8
+            | ProtocolError::InvalidCloseReason
+            | ProtocolError::CorruptCompressedData => CloseCode::INVALID_PAYLOAD,
             // §7.4.1 1009: "a message that is too big for it to process".
             ProtocolError::MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
             // §7.4.1 1002: "terminating the connection due to a protocol error".
@@ -69,9 +75,9 @@ impl fmt::Display for ProtocolError {
         match *self {
             ProtocolError::UnmaskedClientFrame => f.write_str("client frame is not masked (§5.1)"),
             ProtocolError::MaskedServerFrame => f.write_str("server frame is masked (§5.1)"),
-            ProtocolError::ReservedBitsSet => {
-                f.write_str("reserved bits set without an extension (§5.2)")
-            }
+            ProtocolError::ReservedBitsSet => f.write_str(
+                "reserved bits set without an extension that defines them (§5.2, RFC 7692 §6.1)",
+            ),
             ProtocolError::ReservedOpcode(op) => write!(f, "reserved opcode {op:#x} (§5.2)"),
             ProtocolError::NonMinimalLength => {
                 f.write_str("payload length not minimally encoded (§5.2)")
@@ -96,6 +102,9 @@ impl fmt::Display for ProtocolError {
                 f.write_str("close reason is not valid UTF-8 (§5.5.1)")
             }
             ProtocolError::MessageTooBig => f.write_str("message exceeds the size limit (§10.4)"),
+            ProtocolError::CorruptCompressedData => {
+                f.write_str("compressed message is not valid DEFLATE data (RFC 7692 §7.2.2)")
+            }
         }
     }
 }

@@ -33,6 +33,8 @@ use super::Role;
 pub const FIN: u8 = 0x80;
 /// §5.2 RSV1, RSV2, RSV3: "MUST be 0 unless an extension is negotiated".
 pub const RSV_BITS: u8 = 0x70;
+/// RSV1, which permessage-deflate uses as "Per-Message Compressed" (RFC 7692 §6).
+pub const RSV1: u8 = 0x40;
 /// §5.2 Opcode: the low four bits of the first byte.
 pub const OPCODE_BITS: u8 = 0x0F;
 /// §5.2 Mask: "Defines whether the "Payload data" is masked."
@@ -109,6 +111,9 @@ pub struct FrameHeader {
     pub masking_key: Option<[u8; 4]>,
     /// §5.2 Payload length, in bytes (at most 2^63 − 1).
     pub payload_len: u64,
+    /// RSV1 under permessage-deflate (RFC 7692 §6): the message this frame starts is
+    /// compressed. Always `false` where no extension was negotiated.
+    pub compressed: bool,
 }
 
 /// The outcome of an incremental decode: done, or "send me more bytes".
@@ -130,18 +135,36 @@ impl FrameHeader {
     /// break: reserved bits and opcodes (§5.2), masking direction for `role` (§5.1),
     /// minimal length encoding (§5.2), and control-frame size and fragmentation (§5.5).
     pub fn decode(buf: &[u8], role: Role) -> Result<Decoded<FrameHeader>, ProtocolError> {
+        FrameHeader::decode_with(buf, role, false)
+    }
+
+    /// [`FrameHeader::decode`] on a connection where permessage-deflate was negotiated
+    /// (`deflate`): RSV1 then marks the first frame of a compressed message.
+    pub fn decode_with(
+        buf: &[u8],
+        role: Role,
+        deflate: bool,
+    ) -> Result<Decoded<FrameHeader>, ProtocolError> {
         let (b0, b1) = match buf {
             [b0, b1, ..] => (*b0, *b1),
             _ => return Ok(Decoded::Partial),
         };
 
         // §5.2: "RSV1, RSV2, RSV3: 1 bit each. MUST be 0 unless an extension is negotiated
-        // that defines meanings for non-zero values." wscast negotiates no extension.
-        if b0 & RSV_BITS != 0 {
+        // that defines meanings for non-zero values." permessage-deflate defines RSV1
+        // (RFC 7692 §6); nothing defines RSV2 or RSV3.
+        let allowed = if deflate { RSV1 } else { 0 };
+        if b0 & RSV_BITS & !allowed != 0 {
             return Err(ProtocolError::ReservedBitsSet);
         }
+        let compressed = b0 & RSV1 != 0;
         let fin = b0 & FIN != 0;
         let opcode = OpCode::from_bits(b0 & OPCODE_BITS)?;
+        // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message Compressed" bit of
+        // control frames and non-first fragments of a data message."
+        if compressed && (opcode.is_control() || opcode == OpCode::Continuation) {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
         let masked = b1 & MASK != 0;
         let len7 = b1 & PAYLOAD_LEN_BITS;
 
@@ -211,6 +234,7 @@ impl FrameHeader {
                 opcode,
                 masking_key,
                 payload_len,
+                compressed,
             },
             consumed: at,
         })
@@ -228,7 +252,9 @@ impl FrameHeader {
 
     /// Writes the header with the minimal length encoding (§5.2) and returns its length.
     pub fn encode(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
-        out[0] = if self.fin { FIN } else { 0 } | self.opcode.bits();
+        out[0] = if self.fin { FIN } else { 0 }
+            | if self.compressed { RSV1 } else { 0 }
+            | self.opcode.bits();
         let mask_bit = if self.masking_key.is_some() { MASK } else { 0 };
         let mut at = match self.payload_len {
             len @ 0..=125 => {
@@ -270,11 +296,24 @@ pub fn encode_frame_into(
     payload: &[u8],
     masking_key: Option<[u8; 4]>,
 ) {
+    encode_frame_with(out, opcode, payload, masking_key, false);
+}
+
+/// [`encode_frame_into`] with RSV1 set if `compressed` (`payload` is then the message
+/// compressed as RFC 7692 §7.2.1 says).
+pub fn encode_frame_with(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    payload: &[u8],
+    masking_key: Option<[u8; 4]>,
+    compressed: bool,
+) {
     let header = FrameHeader {
         fin: true,
         opcode,
         masking_key,
         payload_len: payload.len() as u64,
+        compressed,
     };
     let mut head = [0u8; MAX_HEADER_LEN];
     let head_len = header.encode(&mut head);
@@ -313,6 +352,7 @@ mod tests {
             opcode,
             masking_key,
             payload_len: len,
+            compressed: false,
         }
     }
 
@@ -646,6 +686,7 @@ mod tests {
                     opcode,
                     masking_key,
                     payload_len: if control { control_len } else { data_len },
+                    compressed: false,
                 };
                 (h, receiver_for(masking_key))
             })

@@ -234,14 +234,22 @@ pub fn accept_key(key: &str) -> String {
 }
 
 /// The 101 Switching Protocols response (§4.2.2 item 5) that accepts a handshake, exact bytes.
-pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
+pub fn switching_protocols(
+    accept: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> Vec<u8> {
     // §4.2.2 item 5: "1. A Status-Line with a 101 response code ... 2. An |Upgrade| header
     // field with value "websocket" ... 3. A |Connection| header field with value "Upgrade".
     // 4. A |Sec-WebSocket-Accept| header field." Item 5, "Optionally, a
-    // |Sec-WebSocket-Protocol| header field", only when a subprotocol was selected; no
-    // extension is, so item 6 is left out.
+    // |Sec-WebSocket-Protocol| header field", only when a subprotocol was selected; item
+    // 6, "Optionally, a |Sec-WebSocket-Extensions| header field", only when an extension
+    // was accepted (permessage-deflate, RFC 7692 §5).
     let protocol = protocol.map_or(String::new(), |p| {
         format!("Sec-WebSocket-Protocol: {p}\r\n")
+    });
+    let extensions = extensions.map_or(String::new(), |e| {
+        format!("Sec-WebSocket-Extensions: {e}\r\n")
     });
     format!(
         "HTTP/1.1 101 Switching Protocols\r\n\
@@ -249,6 +257,7 @@ pub fn switching_protocols(accept: &str, protocol: Option<&str>) -> Vec<u8> {
          Connection: Upgrade\r\n\
          Sec-WebSocket-Accept: {accept}\r\n\
          {protocol}\
+         {extensions}\
          \r\n"
     )
     .into_bytes()
@@ -550,7 +559,7 @@ mod tests {
             })
         );
         assert_eq!(
-            switching_protocols(SECTION_1_3_ACCEPT, None),
+            switching_protocols(SECTION_1_3_ACCEPT, None, None),
             b"HTTP/1.1 101 Switching Protocols\r\n\
               Upgrade: websocket\r\n\
               Connection: Upgrade\r\n\
@@ -561,7 +570,7 @@ mod tests {
         let upgrade = check_upgrade(&req).unwrap();
         assert!(upgrade.offers("chat") && !upgrade.offers("chat2"));
         assert_eq!(
-            switching_protocols(SECTION_1_3_ACCEPT, Some("chat")),
+            switching_protocols(SECTION_1_3_ACCEPT, Some("chat"), None),
             b"HTTP/1.1 101 Switching Protocols\r\n\
               Upgrade: websocket\r\n\
               Connection: Upgrade\r\n\
@@ -875,7 +884,7 @@ mod tests {
         assert!(upgrade.protocols.is_empty());
 
         // A frame already following the 101 is left for the frame decoder.
-        let response = switching_protocols(&upgrade.accept, None);
+        let response = switching_protocols(&upgrade.accept, None, None);
         let mut stream = response.clone();
         stream.extend_from_slice(b"\x81\x02hi");
         assert_eq!(

@@ -13,6 +13,7 @@
 //! re-validates only the bytes not yet proven valid, so a message is fail-fast at the first
 //! impossible byte, even in the middle of a frame, and the whole check is still linear.
 
+use super::deflate::{Inflate, InflateError};
 use super::error::ProtocolError;
 use super::frame::{FrameHeader, OpCode};
 use super::mask;
@@ -60,17 +61,51 @@ impl MessageKind {
     }
 }
 
-/// Reassembles the data frames of one connection into messages.
+/// Reassembles the data frames of one connection into messages, inflating compressed
+/// ones (RFC 7692).
 ///
-/// Holds no allocation between messages: the buffer is handed out with each message.
+/// Holds no allocation between messages: the buffer is handed out with each message, and
+/// an inflater lives only as long as its message (unless the peer keeps its compression
+/// context across messages, see [`Inflating`]).
 #[derive(Debug, Default)]
 pub struct Assembler {
     /// The kind of the message in progress, `None` between messages.
     kind: Option<MessageKind>,
-    /// The payload received so far.
+    /// The message in progress is compressed (its first frame had RSV1).
+    compressed: bool,
+    /// Whether permessage-deflate was negotiated, and how long an inflater lives.
+    pub inflating: Inflating,
+    /// The payload received so far (inflated, for a compressed message).
     data: Vec<u8>,
     /// For text: `data[..utf8_valid]` is proven valid UTF-8.
     utf8_valid: usize,
+    /// While a compressed message arrives (or for good, see [`Inflating::Kept`]).
+    inflater: Option<Box<Inflater>>,
+}
+
+/// Whether (and how) this connection inflates compressed messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Inflating {
+    /// No permessage-deflate: RSV1 is a protocol error.
+    #[default]
+    Off,
+    /// Each message is compressed from a fresh window (`client_no_context_takeover`,
+    /// which a wscast server always asks for): an inflater per message.
+    PerMessage,
+    /// The peer compresses its messages as one stream (context takeover, RFC 7692
+    /// §7.2.1): one inflater for the life of the connection. A client of a server that
+    /// keeps its context does this.
+    Kept,
+}
+
+/// An inflater and the compressed bytes of the frame being inflated.
+#[derive(Debug, Default)]
+pub struct Inflater {
+    inflate: Inflate,
+    /// One chunk of compressed payload, unmasked.
+    input: Vec<u8>,
+    /// Compressed bytes of the message so far.
+    received: u64,
 }
 
 /// Most bytes reserved ahead of their arrival: a frame that declares a large length gets
@@ -85,6 +120,9 @@ impl Assembler {
         header: &FrameHeader,
         max_message: usize,
     ) -> Result<(), ProtocolError> {
+        if header.compressed && self.inflating == Inflating::Off {
+            return Err(ProtocolError::ReservedBitsSet);
+        }
         match (header.opcode, self.kind) {
             // §5.4: "the fragments of one message MUST NOT be interleaved between the
             // fragments of another message".
@@ -93,14 +131,23 @@ impl Assembler {
             }
             // A continuation frame "continues" a message (§5.2); there must be one open.
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Text, None) => self.kind = Some(MessageKind::Text),
-            (OpCode::Binary, None) => self.kind = Some(MessageKind::Binary),
+            (OpCode::Text, None) => self.start(MessageKind::Text, header.compressed),
+            (OpCode::Binary, None) => self.start(MessageKind::Binary, header.compressed),
             (OpCode::Continuation, Some(_)) => {}
             // Control opcodes never reach the assembler.
             (OpCode::Close | OpCode::Ping | OpCode::Pong, _) => {}
         }
         // §10.4: "implementations SHOULD impose a limit on frame sizes and the total message
-        // size after reassembly from multiple frames". Checked before any allocation.
+        // size after reassembly from multiple frames". Checked before any allocation. A
+        // compressed message is held to the limit twice: its compressed bytes here, its
+        // inflated bytes as they come out (RFC 7692 §8.1).
+        if let (true, Some(inflater)) = (self.compressed, &mut self.inflater) {
+            inflater.received = inflater.received.saturating_add(header.payload_len);
+            if inflater.received > max_message as u64 {
+                return Err(ProtocolError::MessageTooBig);
+            }
+            return Ok(());
+        }
         let total = (self.data.len() as u64).saturating_add(header.payload_len);
         if total > max_message as u64 {
             return Err(ProtocolError::MessageTooBig);
@@ -117,7 +164,20 @@ impl Assembler {
         chunk: &[u8],
         masking_key: Option<[u8; 4]>,
         offset: usize,
+        max_message: usize,
     ) -> Result<(), ProtocolError> {
+        if let (true, Some(inflater)) = (self.compressed, &mut self.inflater) {
+            let Inflater { inflate, input, .. } = &mut **inflater;
+            input.clear();
+            match masking_key {
+                Some(key) => mask::unmask_into(input, chunk, key, offset),
+                None => input.extend_from_slice(chunk),
+            }
+            inflate
+                .push(input, &mut self.data, max_message)
+                .map_err(inflate_error)?;
+            return self.check_text();
+        }
         let start = self.data.len();
         let text = self.kind == Some(MessageKind::Text);
         let ascii = match masking_key {
@@ -143,9 +203,30 @@ impl Assembler {
     }
 
     /// Ends the current frame; if it was the last fragment (`fin`), returns the message.
-    pub fn end_frame(&mut self, fin: bool) -> Result<Option<Message>, ProtocolError> {
+    pub fn end_frame(
+        &mut self,
+        fin: bool,
+        max_message: usize,
+    ) -> Result<Option<Message>, ProtocolError> {
         if !fin {
             return Ok(None);
+        }
+        if self.compressed {
+            if let Some(inflater) = &mut self.inflater {
+                // RFC 7692 §7.2.2: "Append 4 octets of 0x00 0x00 0xff 0xff to the tail end
+                // of the payload of the message. Decompress the resulting data".
+                inflater
+                    .inflate
+                    .finish(&mut self.data, max_message)
+                    .map_err(inflate_error)?;
+                inflater.input = Vec::new();
+            }
+            self.compressed = false;
+            if self.inflating != Inflating::Kept {
+                // §7.1.1.2 (no context takeover): the next message starts afresh.
+                self.inflater = None;
+            }
+            self.check_text()?;
         }
         let Some(kind) = self.kind.take() else {
             return Ok(None);
@@ -166,6 +247,24 @@ impl Assembler {
         self.kind.is_some()
     }
 
+    /// Opens a message of `kind`, with an inflater if it is `compressed`.
+    fn start(&mut self, kind: MessageKind, compressed: bool) {
+        self.kind = Some(kind);
+        self.compressed = compressed;
+        if compressed {
+            let inflater = self.inflater.get_or_insert_with(Box::default);
+            inflater.received = 0;
+        }
+    }
+
+    /// Checks what a compressed frame added to a text message.
+    fn check_text(&mut self) -> Result<(), ProtocolError> {
+        if self.kind == Some(MessageKind::Text) {
+            self.check_utf8()?;
+        }
+        Ok(())
+    }
+
     /// Checks the bytes not yet proven valid. An incomplete character at the end is fine
     /// for now ("not enough bytes yet"); a byte that no continuation can repair is not.
     fn check_utf8(&mut self) -> Result<(), ProtocolError> {
@@ -182,6 +281,14 @@ impl Assembler {
     }
 }
 
+/// The close a failed inflate calls for.
+fn inflate_error(error: InflateError) -> ProtocolError {
+    match error {
+        InflateError::TooBig => ProtocolError::MessageTooBig,
+        InflateError::Corrupt => ProtocolError::CorruptCompressedData,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +299,7 @@ mod tests {
             opcode,
             masking_key: None,
             payload_len: len as u64,
+            compressed: false,
         }
     }
 
@@ -204,8 +312,8 @@ mod tests {
         let mut out = Vec::new();
         for &(fin, op, payload) in frames {
             asm.begin_frame(&header(fin, op, payload.len()), 1 << 20)?;
-            asm.push(payload, None, 0)?;
-            out.extend(asm.end_frame(fin)?);
+            asm.push(payload, None, 0, usize::MAX)?;
+            out.extend(asm.end_frame(fin, usize::MAX)?);
         }
         Ok(out)
     }
@@ -264,7 +372,7 @@ mod tests {
         asm.begin_frame(&header(true, OpCode::Text, bytes.len()), 1 << 20)
             .unwrap();
         for (i, b) in bytes.iter().enumerate() {
-            let r = asm.push(&[*b], None, i);
+            let r = asm.push(&[*b], None, i, usize::MAX);
             if i < bad_at {
                 assert_eq!(r, Ok(()), "byte {i}");
             } else {
@@ -303,6 +411,7 @@ mod tests {
             opcode: OpCode::Binary,
             masking_key: None,
             payload_len: (1 << 63) - 1,
+            compressed: false,
         };
         assert_eq!(
             asm.begin_frame(&huge, 16 << 20),
@@ -314,8 +423,8 @@ mod tests {
         let mut asm = Assembler::default();
         asm.begin_frame(&header(false, OpCode::Binary, 6), 10)
             .unwrap();
-        asm.push(&[0; 6], None, 0).unwrap();
-        asm.end_frame(false).unwrap();
+        asm.push(&[0; 6], None, 0, usize::MAX).unwrap();
+        asm.end_frame(false, usize::MAX).unwrap();
         assert_eq!(
             asm.begin_frame(&header(true, OpCode::Continuation, 5), 10),
             Err(ProtocolError::MessageTooBig)
@@ -333,11 +442,12 @@ mod tests {
             opcode: OpCode::Text,
             masking_key: Some(key),
             payload_len: masked.len() as u64,
+            compressed: false,
         };
         asm.begin_frame(&h, 100).unwrap();
-        asm.push(&masked[..5], Some(key), 0).unwrap();
-        asm.push(&masked[5..], Some(key), 5).unwrap();
-        let msg = asm.end_frame(true).unwrap().unwrap();
+        asm.push(&masked[..5], Some(key), 0, usize::MAX).unwrap();
+        asm.push(&masked[5..], Some(key), 5, usize::MAX).unwrap();
+        let msg = asm.end_frame(true, usize::MAX).unwrap().unwrap();
         assert_eq!(msg.as_text(), Some("chunked payload"));
     }
 
@@ -362,10 +472,11 @@ mod tests {
                     },
                     masking_key: Some(key),
                     payload_len: masked.len() as u64,
+                    compressed: false,
                 };
                 asm.begin_frame(&h, 100)?;
-                asm.push(&masked, Some(key), 0)?;
-                message = asm.end_frame(i == last)?;
+                asm.push(&masked, Some(key), 0, usize::MAX)?;
+                message = asm.end_frame(i == last, usize::MAX)?;
             }
             Ok(message)
         };

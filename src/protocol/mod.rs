@@ -18,9 +18,11 @@
 //! | §7.1.7, §7.4.1 | every protocol error and its close code | [`error`] |
 //! | §4–§7 | one connection's state machine: bytes in, events out | [`connection`] |
 //! | §5.1 | the bytes a connection sends, in order; frames encoded once for many | [`outbox`] |
+//! | RFC 7692 §5–§8 | permessage-deflate: the offer and answer, compressing and inflating a message | [`deflate`] |
 
 pub mod close;
 pub mod connection;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;

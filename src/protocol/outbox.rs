@@ -24,7 +24,9 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
-use super::frame::{encode_frame_into, Decoded, FrameHeader, OpCode, MAX_HEADER_LEN};
+use super::frame::{
+    encode_frame_into, encode_frame_with, Decoded, FrameHeader, OpCode, MAX_HEADER_LEN,
+};
 use super::message::MessageKind;
 use super::Role;
 
@@ -50,6 +52,13 @@ impl Frames {
     /// Appends one unfragmented, unmasked data frame (§5.2, FIN set) carrying `payload`.
     pub fn push(&mut self, kind: MessageKind, payload: &[u8]) {
         encode_frame_into(&mut self.bytes, kind.opcode(), payload, None);
+        self.messages += 1;
+    }
+
+    /// Appends one data frame whose payload is a message compressed as RFC 7692 §7.2.1
+    /// says: RSV1 set (§6).
+    pub fn push_compressed(&mut self, kind: MessageKind, compressed: &[u8]) {
+        encode_frame_with(&mut self.bytes, kind.opcode(), compressed, None, true);
         self.messages += 1;
     }
 
@@ -291,6 +300,7 @@ impl Outbox {
             opcode,
             masking_key: None,
             payload_len: payload.len() as u64,
+            compressed: false,
         };
         let mut bytes = [0u8; MAX_HEADER_LEN];
         let len = header.encode(&mut bytes);

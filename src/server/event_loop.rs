@@ -30,22 +30,24 @@ use slab::Slab;
 
 use super::activation;
 use super::auth::{JwtAuth, Refusal};
+use super::compress::{Class, Compressor};
 use super::console::{self, Command, Printer, HELP};
 use super::feed::{self, Item, Progress, StdinFeed};
 use super::history::{self, History, Replay, SUBPROTOCOL};
 use super::hub::{Broadcast, Hub};
 use super::metrics::{self, Closer, Metrics, Source};
 use super::peer::{
-    Due, Keepalive, Peer, ANNOUNCED, DIRTY, EXPIRES, FIN_SENT, HEAD_TIMEOUT, MEMBER, MUTED, PINGED,
-    READ_PAUSED, RESUME,
+    Due, Keepalive, Peer, ANNOUNCED, DEFLATE, DIRTY, EXPIRES, FIN_SENT, HEAD_TIMEOUT, IN_STREAM,
+    MEMBER, MUTED, PER_MESSAGE, PINGED, READ_PAUSED, RESUME,
 };
 use super::routes::{self, Route, RouteContext};
 use super::timer::{Millis, Timer};
 use super::transport::{Flush, Transport};
 use super::Config;
-use crate::app::{App, Delivery};
+use crate::app::{App, Delivery, Mode};
+use crate::protocol::deflate;
 use crate::protocol::http::{reason_phrase, Request, Response};
-use crate::protocol::{CloseCode, Event, Frames, MessageKind, RequestRead, Shared, State};
+use crate::protocol::{CloseCode, Event, Frames, Message, MessageKind, RequestRead, Shared, State};
 
 /// The listening socket.
 const LISTENER: Token = Token(0);
@@ -88,6 +90,8 @@ pub struct Server {
     /// The broadcasts kept for resuming clients (none with `--history 0`, which still
     /// numbers them).
     history: History,
+    /// The feed's compressed encodings (permessage-deflate), shared by every client.
+    compressor: Compressor,
     /// With `--auth-jwt-key`: each connection's `sub` claim, by id (none without it).
     subjects: HashMap<u64, String>,
     stdin: Option<StdinFeed>,
@@ -148,6 +152,11 @@ impl Server {
             app: App::new(config.mode),
             hub: Hub::new(config.max_backlog),
             metrics: Metrics::new(config.paths.len()),
+            compressor: Compressor::new(
+                config.compression_min,
+                config.compression_epoch,
+                Instant::now(),
+            ),
             history: History::new(
                 History::run_name(),
                 config.history,
@@ -462,6 +471,14 @@ impl Server {
                 }
             }
         }
+        // RFC 7692 §5: the first acceptable offer, or none (never a failed handshake).
+        let deflate = match &route {
+            Route::Upgrade { .. } if self.config.compression => deflate::negotiate(
+                request.header_list("Sec-WebSocket-Extensions"),
+                self.config.mode == Mode::Echo,
+            ),
+            _ => None,
+        };
         if matches!(route, Route::Broadcast | Route::Metrics { .. }) {
             // Publishing (and reading the metrics) is the operator's: see `access`.
             let peer = self.peers[key].transport.peer_ip();
@@ -487,7 +504,22 @@ impl Server {
                 peer.path = path as u16;
                 peer.flags.set(MEMBER, true);
                 peer.conn
-                    .accept(&upgrade, replay.is_some().then_some(SUBPROTOCOL));
+                    .accept(&upgrade, replay.is_some().then_some(SUBPROTOCOL), deflate);
+                if let Some(agreed) = deflate {
+                    peer.flags.set(DEFLATE, true);
+                    peer.flags
+                        .set(PER_MESSAGE, agreed.server_no_context_takeover);
+                    peer.flags.set_window_bits(agreed.server_max_window_bits);
+                    if agreed.server_no_context_takeover {
+                        self.compressor.add(Class::of(peer.flags));
+                    } else {
+                        // It joins the shared stream at the next reset.
+                        self.compressor.waiting += 1;
+                        if let Some(at) = self.compressor.next_reset() {
+                            self.next_tick = self.next_tick.min(at);
+                        }
+                    }
+                }
                 let subject = claims.as_ref().and_then(|c| c.sub.as_deref());
                 info!(
                     "#{id} connected from {} to {}{}{}",
@@ -678,11 +710,26 @@ impl Server {
             match delivery {
                 Delivery::ToSender(message) => {
                     if let Some(peer) = self.peers.get_mut(from) {
-                        let sent = if peer.flags.get(RESUME) {
-                            let json = history::wrap(message.kind, &message.data);
-                            peer.conn.send(MessageKind::Text, &json)
+                        let kind = if peer.flags.get(RESUME) {
+                            MessageKind::Text
                         } else {
-                            peer.conn.send_message(message)
+                            message.kind
+                        };
+                        let data = if peer.flags.get(RESUME) {
+                            history::wrap(message.kind, &message.data)
+                        } else {
+                            message.data
+                        };
+                        // A client compressed message by message may get its own messages
+                        // compressed (an echo); one in the shared stream never does.
+                        let packed = if peer.flags.get(PER_MESSAGE) {
+                            self.compressor.one_message(&data, peer.flags.window_bits())
+                        } else {
+                            None
+                        };
+                        let sent = match packed {
+                            Some(packed) => peer.conn.send_compressed(kind, &packed),
+                            None => peer.conn.send_message(Message { kind, data }),
                         };
                         if sent {
                             self.metrics.messages_sent += 1;
@@ -736,13 +783,19 @@ impl Server {
     /// Queues one batch of broadcast frames on every open connection; returns how many
     /// got it. The bytes leave at the next flush, which also enforces `--max-backlog`.
     fn publish(&mut self, frames: &Shared, source: Source) -> usize {
-        let broadcast = Broadcast {
+        let mut broadcast = Broadcast {
             plain: frames.clone(),
             tagged: self.history.record(frames, self.resumers > 0),
+            compressed: Vec::new(),
         };
+        self.compressor.encode(&mut broadcast);
         let n = self
             .hub
             .publish(self.peers.iter_mut().map(|(_, peer)| peer), &broadcast);
+        let now = Instant::now();
+        if self.compressor.reset_due(now) {
+            self.reset_compression(now);
+        }
         self.metrics.broadcast(source, frames.messages(), n);
         self.flush_all |= n > 0;
         n
@@ -977,7 +1030,23 @@ impl Server {
             self.close_peer(key, CloseCode::POLICY_VIOLATION, "token expired");
             next = next.min(now + CLOSE_TIMEOUT);
         }
+        if self.compressor.reset_due(now) && self.compressor.next_reset().is_some() {
+            self.reset_compression(now);
+        }
+        if let Some(at) = self.compressor.next_reset() {
+            next = next.min(at);
+        }
         next
+    }
+
+    /// Starts the shared deflate streams afresh; connections waiting for that join them.
+    fn reset_compression(&mut self, now: Instant) {
+        let joining = self.compressor.waiting;
+        self.compressor
+            .reset(self.peers.iter_mut().map(|(_, peer)| &mut peer.flags), now);
+        if joining > 0 {
+            debug!("compression: {joining} connection(s) joined the shared stream");
+        }
     }
 
     fn mark_dirty(&mut self, key: usize) {
@@ -1101,6 +1170,10 @@ impl Server {
         if peer.id != 0 {
             self.open -= 1;
             self.resumers -= usize::from(peer.flags.get(RESUME));
+            if peer.flags.get(DEFLATE) && !peer.flags.get(PER_MESSAGE) && !peer.flags.get(IN_STREAM)
+            {
+                self.compressor.waiting = self.compressor.waiting.saturating_sub(1);
+            }
             self.subjects.remove(&peer.id);
             self.metrics.gone(usize::from(peer.path));
             if !peer.flags.get(ANNOUNCED) {

@@ -18,6 +18,7 @@
 //! The hub sees connections only through [`Subscriber`], so these rules are tested below
 //! with a fake set of peers, no sockets.
 
+use super::compress::Class;
 use crate::protocol::Shared;
 
 /// The pause starts once the least-loaded connection has this much unsent, or a quarter
@@ -33,8 +34,10 @@ pub struct Broadcast {
     /// What every client receives: the messages as they are.
     pub plain: Shared,
     /// The same messages with their ids, for clients that opted in to resume (see
-    /// `history`); `None` with the history off.
+    /// `history`); `None` while none has.
     pub tagged: Option<Shared>,
+    /// Compressed encodings, one per class of client that needs one (see `compress`).
+    pub compressed: Vec<(Class, Shared)>,
 }
 
 /// What the hub needs of a connection.
@@ -177,6 +180,7 @@ mod tests {
         Broadcast {
             plain: batch.share(),
             tagged: None,
+            compressed: Vec::new(),
         }
     }
 

@@ -19,6 +19,7 @@
 mod access;
 mod activation;
 mod auth;
+mod compress;
 mod console;
 mod event_loop;
 mod feed;
@@ -58,6 +59,11 @@ pub const DEFAULT_MAX_BACKLOG: usize = 8 << 20;
 pub const DEFAULT_HISTORY: usize = 1024;
 /// Default `--history-bytes` (1 MiB): the history's bound in framed bytes.
 pub const DEFAULT_HISTORY_BYTES: usize = 1 << 20;
+/// Default `--compression-epoch`, in seconds: how often the shared deflate stream starts
+/// afresh (and new clients join it).
+pub const DEFAULT_COMPRESSION_EPOCH_SECS: u64 = 5;
+/// Default `--compression-min`, in bytes: smaller messages go uncompressed.
+pub const DEFAULT_COMPRESSION_MIN: usize = 64;
 
 /// Everything the command line can set. [`Config::default`] is the SPEC's defaults, the
 /// `DEFAULT_*` constants above, which the command line's defaults are too.
@@ -85,6 +91,12 @@ pub struct Config {
     /// The history's bound in framed bytes (`--history-bytes`); used up to `max_backlog`,
     /// since a replay counts toward a client's backlog.
     pub history_bytes: usize,
+    /// Whether permessage-deflate is accepted (not `--no-compression`).
+    pub compression: bool,
+    /// `--compression-epoch`: how often the shared deflate stream starts afresh.
+    pub compression_epoch: Duration,
+    /// `--compression-min`: messages under this many bytes go uncompressed.
+    pub compression_min: usize,
     /// Allowed `Origin` values; empty means any.
     pub allow_origins: Vec<String>,
     /// With `--auth-jwt-key`: the token every upgrade must carry.
@@ -114,6 +126,9 @@ impl Default for Config {
             max_backlog: DEFAULT_MAX_BACKLOG,
             history: DEFAULT_HISTORY,
             history_bytes: DEFAULT_HISTORY_BYTES,
+            compression: true,
+            compression_epoch: Duration::from_secs(DEFAULT_COMPRESSION_EPOCH_SECS),
+            compression_min: DEFAULT_COMPRESSION_MIN,
             allow_origins: Vec::new(),
             publish: PublishRule::default(),
             auth: None,

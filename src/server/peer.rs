@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Registry, Token};
 
+use super::compress::Class;
 use super::hub::{Broadcast, Subscriber};
 use super::timer::Millis;
 use super::transport::{Flush, Transport};
@@ -62,6 +63,15 @@ pub const EXPIRES: u16 = 1 << 7;
 /// It opted in to resume: broadcasts reach it with their ids, everything else wrapped
 /// (see `history`).
 pub const RESUME: u16 = 1 << 8;
+/// permessage-deflate was negotiated (RFC 7692); see `compress` for what it receives.
+pub const DEFLATE: u16 = 1 << 9;
+/// ...with `server_no_context_takeover`: broadcasts reach it compressed message by
+/// message, not as the shared stream.
+pub const PER_MESSAGE: u16 = 1 << 10;
+/// ...and it has joined the shared stream (at a reset after it connected).
+pub const IN_STREAM: u16 = 1 << 11;
+/// Three bits: 15 less the `server_max_window_bits` it agreed to (0 for 15, 7 for 8).
+pub const WINDOW_SHIFT: u16 = 12;
 
 /// A peer's yes/no state, a bit each: nine `bool`s would take a byte each, and on
 /// 10,000 idle connections bytes add up (SPEC: under 256 per connection).
@@ -81,6 +91,17 @@ impl Flags {
         } else {
             self.0 &= !flag;
         }
+    }
+
+    /// The `server_max_window_bits` agreed (15 unless [`DEFLATE`] with a smaller one).
+    pub fn window_bits(self) -> u8 {
+        15 - ((self.0 >> WINDOW_SHIFT) & 0b111) as u8
+    }
+
+    /// Records the `server_max_window_bits` agreed (8 to 15).
+    pub fn set_window_bits(&mut self, bits: u8) {
+        let code = u16::from(15 - bits.clamp(8, 15));
+        self.0 = (self.0 & !(0b111 << WINDOW_SHIFT)) | (code << WINDOW_SHIFT);
     }
 }
 
@@ -243,8 +264,18 @@ impl Peer {
 /// peer after a publish, one pass over the table it has just walked anyway.
 impl Subscriber for Peer {
     fn send_broadcast(&mut self, broadcast: &Broadcast) -> bool {
-        let frames = match &broadcast.tagged {
-            Some(tagged) if self.flags.get(RESUME) => tagged,
+        let compressed = match broadcast.compressed.as_slice() {
+            [] => None,
+            encodings => {
+                let class = Class::of(self.flags);
+                encodings.iter().find(|(c, _)| *c == class).map(|(_, f)| f)
+            }
+        };
+        // Without its compressed encoding (none is made for a class with no members),
+        // the uncompressed one: never wrong, RFC 7692 §6.
+        let frames = match (compressed, &broadcast.tagged) {
+            (Some(frames), _) => frames,
+            (None, Some(tagged)) if self.flags.get(RESUME) => tagged,
             _ => &broadcast.plain,
         };
         let sent = self.conn.send_shared(frames);
@@ -299,7 +330,7 @@ mod tests {
         let RequestRead::Complete { request, .. } = conn.read_request(&request) else {
             panic!("a whole request");
         };
-        conn.accept(&check_upgrade(&request).unwrap(), None);
+        conn.accept(&check_upgrade(&request).unwrap(), None, None);
         conn
     }
 

@@ -187,6 +187,7 @@ impl Conn {
             opcode,
             masking_key: Some(masking_key),
             payload_len: payload.len() as u64,
+            compressed: false,
         };
         let mut head = [0u8; MAX_HEADER_LEN];
         let n = header.encode(&mut head);
