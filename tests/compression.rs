@@ -308,3 +308,47 @@ fn echo_mode_compresses_each_echo_on_its_own() {
         assert_eq!(Reader::new().message(&echo), text.as_bytes());
     }
 }
+
+/// A client that opted in to resume and to compression gets the tagged messages (with
+/// ids) from a stream of their own, which inflates like any other.
+#[test]
+fn resumers_get_a_compressed_stream_of_their_own() {
+    let mut server = Server::start(&["--compression-epoch", "1", "--log-level", "debug"]);
+    let mut stream = tcp(&server.addr());
+    write!(
+        stream,
+        "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Protocol: wscast.resume\r\n\
+         Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n"
+    )
+    .unwrap();
+    let head = read_head(&mut stream);
+    assert_eq!(
+        header_value(&head, "Sec-WebSocket-Protocol").as_deref(),
+        Some("wscast.resume")
+    );
+    assert!(
+        header_value(&head, "Sec-WebSocket-Extensions").is_some(),
+        "{head}"
+    );
+    let (mut plain, _) = offer(&server, Some("permessage-deflate"));
+    let status = read_frame(&mut stream).unwrap();
+    assert!(status.payload.starts_with(b"{\"resume\""));
+    server.wait_for_log("joined the shared stream", TIMEOUT);
+    let mut reader = Reader::new();
+    let mut plain_reader = Reader::new();
+    let mut compressed = 0;
+    for i in 0..50 {
+        let line = log_line(i);
+        server.send_line(line.as_bytes());
+        let f = read_frame(&mut stream).unwrap();
+        compressed += usize::from(f.rsv & RSV1 != 0);
+        let json: serde_json::Value = serde_json::from_slice(&reader.message(&f)).unwrap();
+        assert_eq!(json["text"], line.as_str());
+        assert!(json["id"].is_string());
+        let p = read_frame(&mut plain).unwrap();
+        assert_eq!(plain_reader.message(&p), line.as_bytes());
+    }
+    assert!(compressed > 0, "the tagged stream is compressed too");
+}

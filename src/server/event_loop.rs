@@ -510,9 +510,7 @@ impl Server {
                     peer.flags
                         .set(PER_MESSAGE, agreed.server_no_context_takeover);
                     peer.flags.set_window_bits(agreed.server_max_window_bits);
-                    if agreed.server_no_context_takeover {
-                        self.compressor.add(Class::of(peer.flags));
-                    } else {
+                    if !agreed.server_no_context_takeover {
                         // It joins the shared stream at the next reset.
                         self.compressor.waiting += 1;
                         if let Some(at) = self.compressor.next_reset() {
@@ -545,6 +543,9 @@ impl Server {
                     }
                     peer.mark_dirty(key, &mut self.dirty);
                 }
+                // Its encoding of the feed, now that its flags are all set (a class in the
+                // shared stream is added when it joins, at a reset).
+                self.compressor.add(Class::of(peer.flags));
                 if let Some(sub) = subject {
                     self.subjects.insert(id, sub.to_owned());
                 }
