@@ -52,6 +52,7 @@
 //! | routes | `server::routes` | which HTTP request gets which answer (SPEC's HTTP table) |
 //! | hub | `server::hub` | fan-out: shared frames to every open outbox, backlog, the stdin pause, slow-client drops |
 //! | feeds | `server::feed` | what produces broadcasts: stdin lines, `POST /broadcast` |
+//! | compress | `server::compress` | permessage-deflate for the feed: one shared deflate stream per class of client, resets, who joins when |
 //! | history | `server::history` | resume: broadcasts kept with ids (shared, framed), replayed to a client that comes back with `?since=` |
 //! | console | `server::console` | stdin commands, printing client messages |
 //! | app | [`app`] | the modes as pure rules: a message in, [`app::Delivery`]s out |

@@ -7,6 +7,7 @@
 //!     ├── routes ── HTTP request → answer
 //!     ├── hub ── fan-out and backlog rules
 //!     ├── history ── broadcasts kept with ids; replays for resuming clients
+//!     ├── compress ── permessage-deflate encodings of the feed, shared by every client
 //!     ├── feed ── stdin lines, POST bodies → shared frames
 //!     ├── console ── commands, printing client messages
 //!     └── app (crate::app) ── the modes' rules
