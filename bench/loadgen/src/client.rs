@@ -7,6 +7,13 @@
 //! buffers a payload: it keeps the first [`PREFIX`] bytes of each frame (enough for a
 //! sequence number and a time stamp, or a control frame's whole payload) and counts the
 //! rest, so a 1 MiB broadcast to 1,000 clients costs the load generator no memory.
+//!
+//! With [`Driver::deflate`] every connection offers permessage-deflate (RFC 7692) and
+//! the server must accept it; a compressed message is then inflated as it arrives, by
+//! one inflater per connection kept across messages (context takeover, as a browser
+//! keeps it), with `wscast::protocol::deflate::Inflate`. Only the first [`PREFIX`]
+//! inflated bytes are kept. An inflater whose window does not match the server's stream
+//! fails the connection, so a wrong window shows up as a failed run.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -16,14 +23,21 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use wscast::protocol::deflate::{self, Inflate};
 use wscast::protocol::frame::{Decoded, FrameHeader, MAX_HEADER_LEN};
-use wscast::protocol::handshake::{check_response, client_key, client_request_with};
+use wscast::protocol::handshake::{check_response_extended, client_key, client_request_with};
 use wscast::protocol::mask::{apply_mask, MaskingKeys};
 use wscast::protocol::{OpCode, Role};
 
 /// Payload bytes kept from the start of each frame: a control frame's whole payload
 /// (§5.5: at most 125 bytes), or the head of a data frame.
 pub const PREFIX: usize = 128;
+
+/// The permessage-deflate offer, as browsers make it (RFC 7692 §7.1).
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// Largest inflated message accepted (the server's default `--max-message`).
+const MAX_INFLATED: usize = 16 << 20;
 
 /// Size of the one read buffer every connection shares.
 const READ_BUF: usize = 256 * 1024;
@@ -79,8 +93,12 @@ pub struct Frame<'a> {
     pub opcode: OpCode,
     #[allow(dead_code)]
     pub fin: bool,
-    /// The whole payload length.
+    /// The whole payload length (inflated, for a compressed message).
     pub len: u64,
+    /// What the frame took on the wire: header and payload as sent.
+    pub wire: u64,
+    /// RSV1 was set: the payload was compressed (RFC 7692 §6).
+    pub compressed: bool,
     /// The first `min(len, PREFIX)` payload bytes.
     pub prefix: &'a [u8],
 }
@@ -246,6 +264,8 @@ pub struct Driver {
     /// A subprotocol to offer (`Sec-WebSocket-Protocol`), which the server must then
     /// select: `wscast.resume` for the resume benchmarks.
     pub subprotocol: Option<String>,
+    /// Offer permessage-deflate ([`DEFLATE_OFFER`]), which the server must then accept.
+    pub deflate: bool,
 }
 
 /// Reads of one socket per turn before the others get theirs. Reading a socket until
@@ -269,6 +289,7 @@ impl Driver {
             rcvbuf: None,
             next_source: 0,
             subprotocol: None,
+            deflate: false,
         })
     }
 
@@ -424,11 +445,17 @@ impl Driver {
                     // Small frames must not wait for Nagle's algorithm.
                     let _ = conn.sock.set_nodelay(true);
                     conn.phase = Phase::Upgrading;
-                    let extra: Vec<(String, String)> = self
+                    let mut extra: Vec<(String, String)> = self
                         .subprotocol
                         .iter()
                         .map(|p| ("Sec-WebSocket-Protocol".to_owned(), p.clone()))
                         .collect();
+                    if self.deflate {
+                        extra.push((
+                            "Sec-WebSocket-Extensions".to_owned(),
+                            DEFLATE_OFFER.to_owned(),
+                        ));
+                    }
                     let request = client_request_with(
                         &self.target.host,
                         &self.target.path,
@@ -492,12 +519,18 @@ impl Driver {
             let mut early = Vec::new();
             if conn.phase == Phase::Upgrading {
                 conn.head.extend_from_slice(data);
-                let checked = match &self.subprotocol {
-                    None => check_response(&conn.head, &conn.key).map_err(|e| e.to_string()),
-                    Some(p) => check_response_selecting(&conn.head, &conn.key, p),
-                };
+                let checked = check_selected(
+                    &conn.head,
+                    &conn.key,
+                    self.subprotocol.as_deref(),
+                    self.deflate,
+                );
                 match checked {
-                    Ok(Decoded::Complete { consumed, .. }) => {
+                    Ok(Decoded::Complete {
+                        value: inflating,
+                        consumed,
+                    }) => {
+                        conn.reader.inflating = inflating;
                         early.extend_from_slice(&conn.head[consumed..]);
                         conn.head = Vec::new();
                         conn.phase = Phase::Open;
@@ -521,7 +554,7 @@ impl Driver {
             let result = reader.feed(data, |frame| on_frame(key, conn, frame, now, h));
             conn.reader = reader;
             if let Err(e) = result {
-                return self.forget(key, Gone::Failed(format!("protocol: {e}")), h);
+                return self.forget(key, Gone::Failed(e.to_string()), h);
             }
             if drained {
                 return;
@@ -544,47 +577,46 @@ impl Driver {
     }
 }
 
-/// [`check_response`] for a client that offered the subprotocol `offered`: the response
-/// must select it (§4.2.2 item 5.5: `Sec-WebSocket-Protocol` with one of the offered
-/// values). wscast's `check_response` is written for a client that offers none and fails
-/// any selection (§4.1 item 6), so the one header line is checked here and taken out of
-/// the head before the rest of §4.1's checks run on it.
-fn check_response_selecting(head: &[u8], key: &str, offered: &str) -> Result<Decoded<()>, String> {
-    let Some(end) = head
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-    else {
-        // Not complete yet (or too large: check_response says which).
-        return check_response(head, key).map_err(|e| e.to_string());
+/// §4.1's checks of the server's answer, and what it selected: the subprotocol
+/// `offered`, if one was, must be selected (§4.2.2 item 5.5), and permessage-deflate, if
+/// offered, must be accepted (RFC 7692 §7.1): a benchmark of one must not silently run
+/// without it. The result is the connection's inflating mode.
+fn check_selected(
+    head: &[u8],
+    key: &str,
+    offered: Option<&str>,
+    deflate: bool,
+) -> Result<Decoded<Inflating>, String> {
+    let protocols: Vec<&str> = offered.into_iter().collect();
+    let offer = deflate.then(|| {
+        deflate::parse_offer(DEFLATE_OFFER)
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    });
+    let selected = match check_response_extended(head, key, &protocols, offer.as_ref()) {
+        Ok(Decoded::Complete { value, consumed }) => (value, consumed),
+        Ok(Decoded::Partial) => return Ok(Decoded::Partial),
+        Err(e) => return Err(e.to_string()),
     };
-    let mut stripped = Vec::with_capacity(end);
-    let mut selected = Vec::new();
-    for line in head[..end].split_inclusive(|&b| b == b'\n') {
-        let name = b"sec-websocket-protocol:";
-        if line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name) {
-            selected.push(
-                String::from_utf8_lossy(&line[name.len()..])
-                    .trim()
-                    .to_owned(),
-            );
-        } else {
-            stripped.extend_from_slice(line);
+    let (selected, consumed) = selected;
+    if let Some(p) = offered {
+        if selected.protocol.as_deref() != Some(p) {
+            return Err(format!(
+                "the server did not select the subprotocol {p} ({:?})",
+                selected.protocol
+            ));
         }
     }
-    if selected.len() != 1 || selected[0] != offered {
-        return Err(format!(
-            "the server did not select the subprotocol {offered} (Sec-WebSocket-Protocol: {selected:?})"
-        ));
-    }
-    let removed = end - stripped.len();
-    match check_response(&stripped, key).map_err(|e| e.to_string())? {
-        Decoded::Complete { value, consumed } => Ok(Decoded::Complete {
-            value,
-            consumed: consumed + removed,
-        }),
-        Decoded::Partial => Ok(Decoded::Partial),
-    }
+    let inflating = match (deflate, selected.deflate) {
+        (false, _) => Inflating::Off,
+        (true, None) => return Err("the server declined permessage-deflate".to_owned()),
+        (true, Some(agreed)) if agreed.server_no_context_takeover => Inflating::PerMessage,
+        (true, Some(_)) => Inflating::Kept,
+    };
+    Ok(Decoded::Complete {
+        value: inflating,
+        consumed,
+    })
 }
 
 /// Control frames are answered here (§5.5.2 pong, §5.5.1 close reply); data frames go
@@ -611,14 +643,33 @@ fn on_frame<H: Handler>(key: usize, conn: &mut Conn, frame: &Frame<'_>, now: Now
     }
 }
 
+/// Whether (and how) a connection inflates (RFC 7692).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Inflating {
+    /// No permessage-deflate.
+    #[default]
+    Off,
+    /// The server compresses each message from a fresh window (§7.1.1.1).
+    PerMessage,
+    /// The server keeps its context (§7.2.1): one inflater for the connection.
+    Kept,
+}
+
 /// A streaming §5.2 frame reader for the client role that keeps only each frame's
-/// first [`PREFIX`] payload bytes.
+/// first [`PREFIX`] payload bytes (inflated ones, for a compressed frame).
 pub struct FrameReader {
     head: [u8; MAX_HEADER_LEN],
     head_len: usize,
     current: Option<(FrameHeader, u64)>,
     prefix: [u8; PREFIX],
     prefix_len: usize,
+    /// Set once the handshake says so.
+    pub inflating: Inflating,
+    /// Made at the first compressed message; kept after it with [`Inflating::Kept`].
+    inflater: Option<Box<Inflate>>,
+    /// The compressed frame's output so far (beyond [`PREFIX`] only counted).
+    inflated: Vec<u8>,
+    inflated_len: u64,
 }
 
 impl Default for FrameReader {
@@ -629,6 +680,29 @@ impl Default for FrameReader {
             current: None,
             prefix: [0; PREFIX],
             prefix_len: 0,
+            inflating: Inflating::Off,
+            inflater: None,
+            inflated: Vec::new(),
+            inflated_len: 0,
+        }
+    }
+}
+
+/// Why the frame reader gave up.
+#[derive(Debug)]
+pub enum ReadError {
+    /// A §5.2 violation.
+    Protocol(wscast::protocol::ProtocolError),
+    /// A compressed message that does not inflate (a window that does not match the
+    /// server's stream, say) or inflates past the limit.
+    Inflate(deflate::InflateError),
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Protocol(e) => write!(f, "protocol: {e}"),
+            ReadError::Inflate(e) => write!(f, "inflate: {e:?}"),
         }
     }
 }
@@ -639,19 +713,24 @@ impl FrameReader {
         &mut self,
         mut data: &[u8],
         mut f: impl FnMut(&Frame<'_>),
-    ) -> Result<(), wscast::protocol::ProtocolError> {
+    ) -> Result<(), ReadError> {
+        let deflate = self.inflating != Inflating::Off;
         loop {
             if self.current.is_none() {
                 if data.is_empty() {
                     return Ok(());
                 }
                 let decoded = if self.head_len == 0 {
-                    FrameHeader::decode(data, Role::Client)?
+                    FrameHeader::decode_with(data, Role::Client, deflate)
+                        .map_err(ReadError::Protocol)?
                 } else {
                     let add = data.len().min(MAX_HEADER_LEN - self.head_len);
                     let mut joined = self.head;
                     joined[self.head_len..self.head_len + add].copy_from_slice(&data[..add]);
-                    match FrameHeader::decode(&joined[..self.head_len + add], Role::Client)? {
+                    let joined = &joined[..self.head_len + add];
+                    match FrameHeader::decode_with(joined, Role::Client, deflate)
+                        .map_err(ReadError::Protocol)?
+                    {
                         Decoded::Complete { value, consumed } => Decoded::Complete {
                             value,
                             consumed: consumed - self.head_len,
@@ -665,6 +744,11 @@ impl FrameReader {
                         data = &data[consumed..];
                         self.current = Some((value, value.payload_len));
                         self.prefix_len = 0;
+                        if value.compressed {
+                            self.inflated.clear();
+                            self.inflated_len = 0;
+                            self.inflater.get_or_insert_with(Box::default);
+                        }
                     }
                     Decoded::Partial => {
                         let add = data.len().min(MAX_HEADER_LEN - self.head_len);
@@ -678,9 +762,16 @@ impl FrameReader {
                 continue;
             };
             let take = (*remaining).min(data.len() as u64) as usize;
-            let keep = take.min(PREFIX - self.prefix_len);
-            self.prefix[self.prefix_len..self.prefix_len + keep].copy_from_slice(&data[..keep]);
-            self.prefix_len += keep;
+            if header.compressed {
+                // §7.2.2: the payload goes through the inflater as it arrives.
+                let inflater = self.inflater.get_or_insert_with(Box::default);
+                self.inflated_len +=
+                    inflate_into(inflater, &data[..take], &mut self.inflated, false)?;
+            } else {
+                let keep = take.min(PREFIX - self.prefix_len);
+                self.prefix[self.prefix_len..self.prefix_len + keep].copy_from_slice(&data[..keep]);
+                self.prefix_len += keep;
+            }
             *remaining -= take as u64;
             data = &data[take..];
             if *remaining > 0 {
@@ -688,14 +779,56 @@ impl FrameReader {
             }
             let header = *header;
             self.current = None;
+            let wire = server_header_len(header.payload_len) + header.payload_len;
+            if header.compressed {
+                // §7.2.2: "Append 4 octets of 0x00 0x00 0xff 0xff to the tail end of the
+                // payload of the message" and inflate what is left. (The servers under
+                // test never fragment, so a frame is a message.)
+                let inflater = self.inflater.get_or_insert_with(Box::default);
+                self.inflated_len += inflate_into(inflater, &[], &mut self.inflated, true)?;
+                if self.inflating != Inflating::Kept {
+                    self.inflater = None;
+                }
+                f(&Frame {
+                    opcode: header.opcode,
+                    fin: header.fin,
+                    len: self.inflated_len,
+                    wire,
+                    compressed: true,
+                    prefix: &self.inflated[..self.inflated.len().min(PREFIX)],
+                });
+                continue;
+            }
             f(&Frame {
                 opcode: header.opcode,
                 fin: header.fin,
                 len: header.payload_len,
+                wire,
+                compressed: false,
                 prefix: &self.prefix[..self.prefix_len],
             });
         }
     }
+}
+
+/// Inflates `input` (or, with `finish`, the removed tail) onto `out`, keeping at most
+/// [`PREFIX`] bytes of the message there; returns how many bytes it produced.
+fn inflate_into(
+    inflater: &mut Inflate,
+    input: &[u8],
+    out: &mut Vec<u8>,
+    finish: bool,
+) -> Result<u64, ReadError> {
+    let before = out.len();
+    let result = if finish {
+        inflater.finish(out, MAX_INFLATED)
+    } else {
+        inflater.push(input, out, MAX_INFLATED)
+    };
+    result.map_err(ReadError::Inflate)?;
+    let produced = (out.len() - before) as u64;
+    out.truncate(out.len().min(PREFIX));
+    Ok(produced)
 }
 
 fn splitmix(mut x: u64) -> u64 {
