@@ -5,7 +5,8 @@
 # SERVER_CPU, LOAD_CPU (and, for run_fanout, FAN_N, FAN_RCVBUF, LOAD) before calling them.
 # Optional hooks: WSCAST_FLAGS (an array of extra wscast flags, for start_server) and
 # FANOUT_FLAGS (extra `loadgen fanout` flags, for run_fanout), FANOUT_SETTLE (seconds
-# between the clients being open and the feeder starting; default 0.5).
+# between the clients being open and the feeder starting; default 0.5), FANOUT_DURATION
+# (the fan-out's time limit after `ready`; default LOAD × 3 + 30 s).
 
 # --- processes, cleanup -------------------------------------------------------------
 PIDS=()
@@ -123,7 +124,7 @@ run_fanout() {
     start_server "$name" broadcast
     FAN_RESULT=
     loadgen_bg "$OUT/fan.out" fanout --url "$URL" -n "$FAN_N" --server-pid "$SPID" \
-        --duration $((LOAD * 3 + 30)) --quiet "${QUIET:-5}" --rcvbuf "$FAN_RCVBUF" \
+        --duration "${FANOUT_DURATION:-$((LOAD * 3 + 30))}" --quiet "${QUIET:-5}" --rcvbuf "$FAN_RCVBUF" \
         ${FANOUT_FLAGS[@]+"${FANOUT_FLAGS[@]}"}
     wait_ready "$OUT/fan.out"
     sleep "${FANOUT_SETTLE:-0.5}"

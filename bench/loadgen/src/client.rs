@@ -11,9 +11,13 @@
 //! With [`Driver::deflate`] every connection offers permessage-deflate (RFC 7692) and
 //! the server must accept it; a compressed message is then inflated as it arrives, by
 //! one inflater per connection kept across messages (context takeover, as a browser
-//! keeps it), with `wscast::protocol::deflate::Inflate`. Only the first [`PREFIX`]
-//! inflated bytes are kept. An inflater whose window does not match the server's stream
-//! fails the connection, so a wrong window shows up as a failed run.
+//! keeps it): flate2's raw `Decompress` (the same zlib-rs wscast builds with) writing
+//! into one fixed scratch buffer, of which only the first [`PREFIX`] bytes are kept.
+//! (wscast's `protocol::deflate::Inflate` grows its output by up to 64 KiB of zeroed
+//! room per call, which is microseconds per message: fine for a server's inbound
+//! messages, the load generator's limit when it inflates millions a second.) An
+//! inflater whose window does not match the server's stream fails the connection, so a
+//! wrong window shows up as a failed run.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -23,7 +27,8 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use wscast::protocol::deflate::{self, Inflate};
+use flate2::{Decompress, FlushDecompress, Status};
+use wscast::protocol::deflate::{self, TAIL};
 use wscast::protocol::frame::{Decoded, FrameHeader, MAX_HEADER_LEN};
 use wscast::protocol::handshake::{check_response_extended, client_key, client_request_with};
 use wscast::protocol::mask::{apply_mask, MaskingKeys};
@@ -37,7 +42,10 @@ pub const PREFIX: usize = 128;
 pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
 
 /// Largest inflated message accepted (the server's default `--max-message`).
-const MAX_INFLATED: usize = 16 << 20;
+const MAX_INFLATED: u64 = 16 << 20;
+
+/// The inflaters' output buffer, shared: what passes [`PREFIX`] is only counted.
+const SCRATCH: usize = 16 * 1024;
 
 /// Size of the one read buffer every connection shares.
 const READ_BUF: usize = 256 * 1024;
@@ -666,8 +674,8 @@ pub struct FrameReader {
     /// Set once the handshake says so.
     pub inflating: Inflating,
     /// Made at the first compressed message; kept after it with [`Inflating::Kept`].
-    inflater: Option<Box<Inflate>>,
-    /// The compressed frame's output so far (beyond [`PREFIX`] only counted).
+    inflater: Option<Box<Decompress>>,
+    /// The first [`PREFIX`] bytes of the compressed message being inflated.
     inflated: Vec<u8>,
     inflated_len: u64,
 }
@@ -696,6 +704,10 @@ pub enum ReadError {
     /// A compressed message that does not inflate (a window that does not match the
     /// server's stream, say) or inflates past the limit.
     Inflate(deflate::InflateError),
+}
+
+fn new_inflater() -> Box<Decompress> {
+    Box::new(Decompress::new(false))
 }
 
 impl std::fmt::Display for ReadError {
@@ -747,7 +759,7 @@ impl FrameReader {
                         if value.compressed {
                             self.inflated.clear();
                             self.inflated_len = 0;
-                            self.inflater.get_or_insert_with(Box::default);
+                            self.inflater.get_or_insert_with(new_inflater);
                         }
                     }
                     Decoded::Partial => {
@@ -764,9 +776,8 @@ impl FrameReader {
             let take = (*remaining).min(data.len() as u64) as usize;
             if header.compressed {
                 // §7.2.2: the payload goes through the inflater as it arrives.
-                let inflater = self.inflater.get_or_insert_with(Box::default);
-                self.inflated_len +=
-                    inflate_into(inflater, &data[..take], &mut self.inflated, false)?;
+                let inflater = self.inflater.get_or_insert_with(new_inflater);
+                self.inflated_len += inflate_into(inflater, &data[..take], &mut self.inflated)?;
             } else {
                 let keep = take.min(PREFIX - self.prefix_len);
                 self.prefix[self.prefix_len..self.prefix_len + keep].copy_from_slice(&data[..keep]);
@@ -784,8 +795,8 @@ impl FrameReader {
                 // §7.2.2: "Append 4 octets of 0x00 0x00 0xff 0xff to the tail end of the
                 // payload of the message" and inflate what is left. (The servers under
                 // test never fragment, so a frame is a message.)
-                let inflater = self.inflater.get_or_insert_with(Box::default);
-                self.inflated_len += inflate_into(inflater, &[], &mut self.inflated, true)?;
+                let inflater = self.inflater.get_or_insert_with(new_inflater);
+                self.inflated_len += inflate_into(inflater, &TAIL, &mut self.inflated)?;
                 if self.inflating != Inflating::Kept {
                     self.inflater = None;
                 }
@@ -811,24 +822,46 @@ impl FrameReader {
     }
 }
 
-/// Inflates `input` (or, with `finish`, the removed tail) onto `out`, keeping at most
-/// [`PREFIX`] bytes of the message there; returns how many bytes it produced.
+/// Inflates `input` (a piece of the payload, or §7.2.2's tail) with `inflater`, keeping
+/// the first [`PREFIX`] bytes of the message in `head`; returns how many bytes it
+/// produced.
 fn inflate_into(
-    inflater: &mut Inflate,
-    input: &[u8],
-    out: &mut Vec<u8>,
-    finish: bool,
+    inflater: &mut Decompress,
+    mut input: &[u8],
+    head: &mut Vec<u8>,
 ) -> Result<u64, ReadError> {
-    let before = out.len();
-    let result = if finish {
-        inflater.finish(out, MAX_INFLATED)
-    } else {
-        inflater.push(input, out, MAX_INFLATED)
-    };
-    result.map_err(ReadError::Inflate)?;
-    let produced = (out.len() - before) as u64;
-    out.truncate(out.len().min(PREFIX));
-    Ok(produced)
+    thread_local! {
+        static OUT: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; SCRATCH]);
+    }
+    OUT.with(|out| {
+        let out = &mut out.borrow_mut()[..];
+        let mut produced = 0u64;
+        loop {
+            let (in0, out0) = (inflater.total_in(), inflater.total_out());
+            let status = inflater.decompress(input, out, FlushDecompress::Sync);
+            let used = (inflater.total_in() - in0) as usize;
+            let made = (inflater.total_out() - out0) as usize;
+            input = &input[used..];
+            let keep = made.min(PREFIX.saturating_sub(head.len()));
+            head.extend_from_slice(&out[..keep]);
+            produced += made as u64;
+            match status {
+                Err(_) => return Err(ReadError::Inflate(deflate::InflateError::Corrupt)),
+                Ok(Status::StreamEnd) => return Ok(produced),
+                Ok(_) => {}
+            }
+            if produced > MAX_INFLATED {
+                return Err(ReadError::Inflate(deflate::InflateError::TooBig));
+            }
+            // Done once the input is used up and the output did not fill the buffer.
+            if input.is_empty() && made < out.len() {
+                return Ok(produced);
+            }
+            if used == 0 && made == 0 {
+                return Ok(produced);
+            }
+        }
+    })
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -865,5 +898,63 @@ mod tests {
             assert_eq!(seen[2].0, OpCode::Ping);
             assert_eq!(seen[3].2, b"END 1");
         }
+    }
+
+    /// Messages compressed as one stream (context takeover, as wscast's shared stream)
+    /// inflate to themselves through one kept inflater, whatever the chunking; a fresh
+    /// inflater cannot read the second one (its back-references reach into the first).
+    #[test]
+    fn reader_inflates_a_kept_stream_in_any_chunking() {
+        use wscast::protocol::deflate::Deflate;
+        let mut deflate = Deflate::new(15);
+        let lines: Vec<Vec<u8>> = (0..3)
+            .map(|i| format!("{i} 17 {}", "the same words again ".repeat(10)).into_bytes())
+            .collect();
+        let mut stream = Vec::new();
+        let mut second = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let mut packed = Vec::new();
+            deflate.message(line, &mut packed);
+            let header = FrameHeader {
+                fin: true,
+                opcode: OpCode::Text,
+                masking_key: None,
+                payload_len: packed.len() as u64,
+                compressed: true,
+            };
+            let mut head = [0u8; MAX_HEADER_LEN];
+            let n = header.encode(&mut head);
+            let start = stream.len();
+            stream.extend_from_slice(&head[..n]);
+            stream.extend_from_slice(&packed);
+            if i == 1 {
+                second = stream[start..].to_vec();
+            }
+        }
+        for chunk in [1, 2, 5, 64, stream.len()] {
+            let mut r = FrameReader {
+                inflating: Inflating::Kept,
+                ..FrameReader::default()
+            };
+            let mut seen = Vec::new();
+            for piece in stream.chunks(chunk) {
+                r.feed(piece, |f| {
+                    seen.push((f.compressed, f.len, f.prefix.to_vec()))
+                })
+                .unwrap();
+            }
+            assert_eq!(seen.len(), 3, "chunk {chunk}");
+            for ((compressed, len, prefix), line) in seen.iter().zip(&lines) {
+                assert!(compressed);
+                assert_eq!(*len, line.len() as u64);
+                assert_eq!(prefix[..], line[..PREFIX.min(line.len())]);
+            }
+        }
+        let mut fresh = FrameReader {
+            inflating: Inflating::Kept,
+            ..FrameReader::default()
+        };
+        let got = fresh.feed(&second, |_| {});
+        assert!(matches!(got, Err(ReadError::Inflate(_))), "{got:?}");
     }
 }
