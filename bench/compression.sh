@@ -17,8 +17,9 @@
 #                with the server's stream fails the client and counts as loss)
 #    deliveries per server CPU-second (goal: deflate >= 0.8x plain) and bytes on the
 #    wire per delivery (goal: deflate <= 1/3 of plain).
-# 2. scaling: deflate with 100 and 5,000 clients (1,000 is run 1's): server CPU per
-#    delivery must not grow with the clients (the line is compressed once for all).
+# 2. scaling: plain and deflate with 100 and 5,000 clients (1,000 is run 1's): server
+#    CPU per delivery must not grow with the clients (the line is compressed once for
+#    all); plain shows what the fan-out itself does with the client count.
 # 3. the peer: py-broadcast (Python `websockets`, broadcast() with its default
 #    permessage-deflate: one deflate stream per client) with 1,000 deflate clients:
 #    wscast / peer deliveries per server CPU-second (goal >= 20x), the peer's wire ratio.
@@ -165,9 +166,12 @@ for round in $(seq "$ROUNDS"); do
     record ratio deflate per_cpu_vs_plain "$(awk -v a="${LAST[deflate]:-0}" -v b="${LAST[plain]:-0}" 'BEGIN { if (b > 0) printf "%.3f\n", a / b }')"
     record ratio deflate wire_vs_plain "$(awk -v a="${LAST_WIRE[deflate]:-0}" -v b="${LAST_WIRE[plain]:-0}" 'BEGIN { if (b > 0) printf "%.3f\n", a / b }')"
     for n in "${SCALE[@]}"; do
+        fan "plain$n" wscast "$n"
         fan "deflate$n" wscast "$n" --deflate
     done
-    fan peer py-broadcast 1000 --deflate
+    # The peer delivers ~15 lines a second to 1,000 clients: the ~500 lines that fit in
+    # the pipe and its buffer take it ~40 s, near the default limit (45 s at --load 5).
+    FANOUT_DURATION=120 fan peer py-broadcast 1000 --deflate
     record ratio peer wscast_vs_peer_per_cpu "$(awk -v a="${LAST[deflate]:-0}" -v b="${LAST[peer]:-0}" 'BEGIN { if (b > 0) printf "%.1f\n", a / b }')"
     record ratio peer wire_vs_plain "$(awk -v a="${LAST_WIRE[peer]:-0}" -v b="${LAST_WIRE[plain]:-0}" 'BEGIN { if (b > 0) printf "%.3f\n", a / b }')"
     idle idle-plain
@@ -186,8 +190,8 @@ rounds() { awk -F'\t' -v s="$1" -v v="$2" -v m="$3" '$1 == s && $2 == v && $3 ==
     echo
     echo "| variant | clients | deliveries per server CPU-s (rounds) | server ns per delivery | wire B per delivery | compressed | lost, dropped, inflate failures | server / loadgen CPU |"
     echo "|---|---|---|---|---|---|---|---|"
-    for v in plain deflate deflate100 deflate5000 peer; do
-        case $v in plain | deflate | peer) n=1000 ;; *) n=${v#deflate} ;; esac
+    for v in plain deflate plain100 deflate100 plain5000 deflate5000 peer; do
+        case $v in plain | deflate | peer) n=1000 ;; *) n=${v#plain} n=${n#deflate} ;; esac
         echo "| $v | $n | $(M fan $v per_server_cpu_s) ($(rounds fan $v per_server_cpu_s)) | $(M fan $v cpu_ns_per_delivery) | $(M fan $v wire_per_delivery) | $(M fan $v compressed_share) | $(M fan $v lost), $(M fan $v dropped), $(M fan $v inflate_failed) | $(pct "$(M fan $v server_cpu_pct)")% / $(pct "$(M fan $v loadgen_cpu_pct)")% |"
     done
     echo
