@@ -4,7 +4,9 @@
 # records and their medians. The sourcing script sets HERE, BIN, OUT, RAW, FIFO,
 # SERVER_CPU, LOAD_CPU (and, for run_fanout, FAN_N, FAN_RCVBUF, LOAD) before calling them.
 # Optional hooks: WSCAST_FLAGS (an array of extra wscast flags, for start_server) and
-# FANOUT_FLAGS (extra `loadgen fanout` flags, for run_fanout).
+# FANOUT_FLAGS (extra `loadgen fanout` flags, for run_fanout), FANOUT_SETTLE (seconds
+# between the clients being open and the feeder starting; default 0.5), FANOUT_DURATION
+# (the fan-out's time limit after `ready`; default LOAD × 3 + 30 s).
 
 # --- processes, cleanup -------------------------------------------------------------
 PIDS=()
@@ -56,6 +58,8 @@ start_server() {
         cmd=("${WSCAST_BIN:-$BIN/wscast}" --listen "127.0.0.1:$port" --mode "$mode" --max-connections 50000
             --no-commands --log-level warn ${WSCAST_FLAGS[@]+"${WSCAST_FLAGS[@]}"})
         ;;
+    # The Python peer (bench/compression.sh sets PY_VENV).
+    py-broadcast) cmd=("$PY_VENV/bin/python" "$HERE/peers/py-broadcast/broadcast.py" --listen "127.0.0.1:$port") ;;
     *) cmd=("$BIN/$name" --listen "127.0.0.1:$port") ;;
     esac
     if [[ $mode == broadcast ]]; then
@@ -120,10 +124,10 @@ run_fanout() {
     start_server "$name" broadcast
     FAN_RESULT=
     loadgen_bg "$OUT/fan.out" fanout --url "$URL" -n "$FAN_N" --server-pid "$SPID" \
-        --duration $((LOAD * 3 + 30)) --quiet "${QUIET:-5}" --rcvbuf "$FAN_RCVBUF" \
+        --duration "${FANOUT_DURATION:-$((LOAD * 3 + 30))}" --quiet "${QUIET:-5}" --rcvbuf "$FAN_RCVBUF" \
         ${FANOUT_FLAGS[@]+"${FANOUT_FLAGS[@]}"}
     wait_ready "$OUT/fan.out"
-    sleep 0.5
+    sleep "${FANOUT_SETTLE:-0.5}"
     local hwm0 rss0
     hwm0=$(rss_kb "$SPID" VmHWM)
     rss0=$(rss_kb "$SPID" VmRSS)

@@ -50,6 +50,10 @@ enum Command {
         /// missed (subprotocol wscast.resume)
         #[arg(long)]
         resume: bool,
+        /// Do not offer permessage-deflate (by default the server may compress what it
+        /// sends)
+        #[arg(long)]
+        no_compression: bool,
     },
 }
 
@@ -160,9 +164,16 @@ fn main() -> ExitCode {
         headers,
         token,
         resume,
+        no_compression,
     }) = cli.command
     {
-        return connect(&url, max_message, &headers, token, resume);
+        let options = client::Options {
+            max_message,
+            headers: Vec::new(),
+            resume,
+            compression: !no_compression,
+        };
+        return connect(&url, options, &headers, token);
     }
     let args = cli.serve;
     init_logging(args.log_level, args.log_format);
@@ -208,10 +219,9 @@ fn raise_fd_limit(max_connections: usize) {
 /// `wscast connect`: its reports are plain stderr lines, not logs.
 fn connect(
     url: &str,
-    max_message: usize,
+    mut options: client::Options,
     header_args: &[String],
     token: Option<String>,
-    resume: bool,
 ) -> ExitCode {
     let mut headers = Vec::new();
     for arg in header_args {
@@ -230,14 +240,8 @@ fn connect(
             return ExitCode::from(2);
         }
     }
-    match client::run(
-        url,
-        &client::Options {
-            max_message,
-            headers,
-            resume,
-        },
-    ) {
+    options.headers = headers;
+    match client::run(url, &options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("wscast connect: {e}");

@@ -276,6 +276,14 @@ fn request_head(stream: &mut std::net::TcpStream) -> String {
 /// A one-connection fake server: answers the opening handshake correctly, then does
 /// `after` with the socket. Returns the `ws://` URL to connect to.
 fn fake_server(after: impl FnOnce(std::net::TcpStream) + Send + 'static) -> String {
+    fake_server_answering(None, after)
+}
+
+/// [`fake_server`] whose 101 carries `Sec-WebSocket-Extensions: <extensions>`.
+fn fake_server_answering(
+    extensions: Option<&'static str>,
+    after: impl FnOnce(std::net::TcpStream) + Send + 'static,
+) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ws://{}/fake", listener.local_addr().unwrap());
     thread::spawn(move || {
@@ -286,8 +294,11 @@ fn fake_server(after: impl FnOnce(std::net::TcpStream) + Send + 'static) -> Stri
             .expect("a Sec-WebSocket-Key");
         let response = format!(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Accept: {}\r\n\r\n",
-            common::expected_accept(&key)
+             Sec-WebSocket-Accept: {}\r\n{}\r\n",
+            common::expected_accept(&key),
+            extensions.map_or(String::new(), |e| format!(
+                "Sec-WebSocket-Extensions: {e}\r\n"
+            ))
         );
         stream.write_all(response.as_bytes()).unwrap();
         after(stream);
@@ -600,4 +611,174 @@ fn resume_without_the_subprotocol_warns_once_and_prints_plain_messages() {
     client.wait_for_stderr("server does not offer resume (history off?); printing plain messages");
     client.close_stdin();
     assert!(client.wait_exit().success());
+}
+
+/// A relay between one client and the server at `upstream` that keeps a copy of every
+/// byte the server sends: its frames as they were on the wire, before the client
+/// inflated them. Returns the relay's `ws://` URL for `path`.
+fn recording_relay(upstream: String, path: &str) -> (String, Arc<Mutex<Vec<u8>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}{path}", listener.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    thread::spawn(move || {
+        let (client, _) = listener.accept().unwrap();
+        let server = std::net::TcpStream::connect(upstream).unwrap();
+        let (mut client_in, mut server_out) =
+            (client.try_clone().unwrap(), server.try_clone().unwrap());
+        thread::spawn(move || {
+            let _ = std::io::copy(&mut client_in, &mut server_out);
+            let _ = server_out.shutdown(std::net::Shutdown::Write);
+        });
+        let (mut server_in, mut client_out) = (server, client);
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match server_in.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    record.lock().unwrap().extend_from_slice(&buf[..n]);
+                    if client_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = client_out.shutdown(std::net::Shutdown::Write);
+    });
+    (url, seen)
+}
+
+/// The server's side of a recorded exchange: its 101's head, and each data frame's RSV1
+/// bit and payload length (RFC 6455 §5.2; a server's frames are unmasked).
+fn server_frames(bytes: &[u8]) -> (String, Vec<(bool, usize)>) {
+    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&bytes[..end]).into_owned();
+    let mut frames = Vec::new();
+    let mut rest = &bytes[end..];
+    while rest.len() >= 2 {
+        let (b0, b1) = (rest[0], rest[1]);
+        let (len, at) = match b1 & 0x7f {
+            126 if rest.len() >= 4 => (usize::from(u16::from_be_bytes([rest[2], rest[3]])), 4),
+            127 if rest.len() >= 10 => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&rest[2..10]);
+                (u64::from_be_bytes(n) as usize, 10)
+            }
+            126 | 127 => break,
+            n => (usize::from(n), 2),
+        };
+        if rest.len() < at + len {
+            break;
+        }
+        if b0 & 0x0f != 0x8 {
+            frames.push((b0 & 0x40 != 0, len));
+        }
+        rest = &rest[at + len..];
+    }
+    (head, frames)
+}
+
+/// A JSON log line like the benchmark's: mostly the same from line to line, so that a
+/// compressor keeping its context refers back to earlier messages.
+fn log_line(i: usize) -> String {
+    format!(
+        r#"{{"ts":"2026-12-05T10:00:{:02}.{:03}Z","level":"info","path":"/api/v1/items/{}","status":200,"trace":"{:016x}","msg":"request served","n":{i}}}"#,
+        i / 50 % 60,
+        i % 1000,
+        i % 7,
+        (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    )
+}
+
+/// RFC 7692: `wscast connect` offers permessage-deflate by default, and the real
+/// server's shared stream (context takeover, reset every second here) arrives inflated
+/// line for line, across the resets. The relay shows the frames were compressed.
+#[test]
+fn compressed_lines_print_right_across_stream_resets() {
+    let mut server = Server::start(&["--compression-epoch", "1"]);
+    let (url, seen) = recording_relay(server.addr(), "/ws");
+    let client = Client::start(&url);
+    server.wait_connected(1);
+    let connected = client.wait_for_stderr("connected to ws://");
+    assert!(connected.contains("permessage-deflate"), "{connected}");
+    // About 3 s of lines: the client joins the stream at the first reset and stays in it
+    // across two or three more.
+    let lines: Vec<String> = (0..150).map(log_line).collect();
+    for line in &lines {
+        server.send_line(line.as_bytes());
+        thread::sleep(Duration::from_millis(20));
+    }
+    for line in &lines {
+        assert_eq!(&client.stdout_line(), line);
+    }
+    let (head, frames) = server_frames(&seen.lock().unwrap());
+    assert_eq!(
+        common::header_value(&head, "Sec-WebSocket-Extensions").as_deref(),
+        Some("permessage-deflate; client_no_context_takeover"),
+        "{head}"
+    );
+    assert_eq!(frames.len(), lines.len());
+    let compressed: Vec<usize> = frames.iter().filter(|f| f.0).map(|f| f.1).collect();
+    // Compressed from the first reset (≤ 1 s in) on: at least the last 2 s of lines.
+    assert!(compressed.len() >= 90, "{frames:?}");
+    // Context takeover: most messages are a few bytes referring back to earlier ones.
+    let plain: usize = lines.iter().map(String::len).sum::<usize>() / lines.len();
+    let mut sizes = compressed.clone();
+    sizes.sort_unstable();
+    assert!(sizes[sizes.len() / 2] * 3 < plain, "{sizes:?} vs {plain}");
+}
+
+/// `--no-compression`: no offer, so the server sends every line as it is.
+#[test]
+fn no_compression_offers_nothing_and_gets_plain_frames() {
+    let mut server = Server::start(&["--compression-epoch", "1"]);
+    let (url, seen) = recording_relay(server.addr(), "/ws");
+    let client = Client::start_with(&["connect", "--no-compression", &url]);
+    server.wait_connected(1);
+    let connected = client.wait_for_stderr("connected to ws://");
+    assert!(!connected.contains("permessage-deflate"), "{connected}");
+    let lines: Vec<String> = (0..75).map(log_line).collect();
+    for line in &lines {
+        server.send_line(line.as_bytes());
+        thread::sleep(Duration::from_millis(20));
+    }
+    for line in &lines {
+        assert_eq!(&client.stdout_line(), line);
+    }
+    let (head, frames) = server_frames(&seen.lock().unwrap());
+    assert_eq!(
+        common::header_value(&head, "Sec-WebSocket-Extensions"),
+        None
+    );
+    assert_eq!(frames.len(), lines.len());
+    assert!(frames.iter().all(|&(rsv1, _)| !rsv1), "{frames:?}");
+}
+
+/// RFC 6455 §4.1 item 5 and RFC 7692 §7.1: an extension not offered, or a
+/// permessage-deflate answer the offer does not allow, fails the handshake.
+#[test]
+fn an_extension_answer_the_client_did_not_ask_for_fails_the_handshake() {
+    let table: [(&[&str], &'static str, &str); 3] = [
+        (
+            &[],
+            "permessage-deflate; client_max_window_bits",
+            "not what the client offered",
+        ),
+        (
+            &[],
+            "permessage-deflate; mystery=1",
+            "not what the client offered",
+        ),
+        (&["--no-compression"], "permessage-deflate", "did not offer"),
+    ];
+    for (flags, answer, needle) in table {
+        let url = fake_server_answering(Some(answer), |_| {});
+        let mut args = vec!["connect"];
+        args.extend_from_slice(flags);
+        args.push(&url);
+        let mut client = Client::start_with(&args);
+        assert_eq!(client.wait_exit().code(), Some(1), "{answer}");
+        let report = client.wait_for_stderr("handshake refused");
+        assert!(report.contains(needle), "{answer}: {report}");
+    }
 }

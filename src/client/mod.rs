@@ -27,6 +27,13 @@
 //! client that does not read (as wscast does) cannot deadlock with us. Standard input is
 //! the one source held back: at most [`STDIN_BUDGET`] bytes of lines wait in the channel.
 //!
+//! Unless [`Options::compression`] is off (`--no-compression`), the client offers
+//! permessage-deflate (RFC 7692, [`DEFLATE_OFFER`]); if the server accepts it,
+//! [`Connection::enable_deflate`] inflates what it sends, with one inflater kept across
+//! messages when the server keeps its compression context (wscast's shared stream does).
+//! The client's own messages go uncompressed, which §6 allows ("RSV1 … set" only on a
+//! compressed message).
+//!
 //! With [`Options::resume`] (`--resume`) the client offers the `wscast.resume`
 //! subprotocol ([`resume`]) and outlives its connections: when one ends for any reason
 //! but the user's (end of stdin, a signal), it reconnects after a [`resume::Backoff`]
@@ -51,6 +58,7 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::protocol::deflate::{self, Agreed};
 use crate::protocol::frame::Decoded;
 use crate::protocol::handshake::{self, ResponseError};
 use crate::protocol::{CloseCode, CloseFrame, Connection, Event, Message, MessageKind, State};
@@ -71,6 +79,10 @@ const CLOSE_WAIT: Duration = Duration::from_secs(3);
 const FIN_WAIT: Duration = Duration::from_secs(1);
 /// Size of one socket read.
 const READ_CHUNK: usize = 64 * 1024;
+/// The permessage-deflate offer (RFC 7692 §7.1), as browsers make it: no parameters but
+/// `client_max_window_bits` (§7.1.2.2: "the client supports" a smaller window; it never
+/// compresses, so any answer will do).
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
 /// Most of an HTTP error body shown when the handshake is refused.
 const MAX_EXPLANATION: usize = 1024;
 
@@ -85,6 +97,8 @@ pub struct Options {
     /// `--resume`: offer [`resume::SUBPROTOCOL`], and reconnect with `since` whenever
     /// the connection is lost.
     pub resume: bool,
+    /// Offer permessage-deflate ([`DEFLATE_OFFER`]); `--no-compression` turns it off.
+    pub compression: bool,
 }
 
 impl Default for Options {
@@ -93,6 +107,7 @@ impl Default for Options {
             max_message: DEFAULT_MAX_MESSAGE,
             headers: Vec::new(),
             resume: false,
+            compression: true,
         }
     }
 }
@@ -169,6 +184,14 @@ pub fn run(url: &str, options: &Options) -> Result<(), ClientError> {
             resume::SUBPROTOCOL.to_owned(),
         ));
     }
+    if options.compression {
+        // §4.1: "Optionally, a |Sec-WebSocket-Extensions| header field, with a list of
+        // values indicating which extensions the client would like to speak".
+        headers.push((
+            "Sec-WebSocket-Extensions".to_owned(),
+            DEFLATE_OFFER.to_owned(),
+        ));
+    }
     let opened = open(&url, &headers)?;
 
     let (tx, rx) = mpsc::channel();
@@ -197,7 +220,12 @@ pub fn run(url: &str, options: &Options) -> Result<(), ClientError> {
         Err(e) => eprintln!("cannot catch Ctrl-C ({e}); it will end the client abruptly"),
     }
     // Only now: Ctrl-C from here on closes cleanly.
-    eprintln!("connected to {url}; lines you type are sent, Ctrl-D or Ctrl-C closes");
+    let compressed = if opened.deflate.is_some() {
+        " (compressed: permessage-deflate)"
+    } else {
+        ""
+    };
+    eprintln!("connected to {url}{compressed}; lines you type are sent, Ctrl-D or Ctrl-C closes");
 
     let used_since = url.query_param("since").is_some();
     let mut session = Session {
@@ -224,7 +252,13 @@ pub fn run(url: &str, options: &Options) -> Result<(), ClientError> {
             pending: VecDeque::new(),
         }),
     };
-    session.begin(opened.protocol, &opened.early, &budget, false)?;
+    session.begin(
+        opened.protocol,
+        opened.deflate,
+        &opened.early,
+        &budget,
+        false,
+    )?;
     session.run(&rx, &budget)
 }
 
@@ -255,6 +289,8 @@ struct Opened {
     early: Vec<u8>,
     /// The subprotocol the server selected, if any (§4.1 item 6).
     protocol: Option<String>,
+    /// permessage-deflate, if the server accepted our offer (RFC 7692 §7.1).
+    deflate: Option<Agreed>,
 }
 
 /// The main thread's state: the protocol, the write half of the socket, and where the
@@ -401,15 +437,19 @@ impl Session {
         std::mem::replace(&mut self.outcome, Ok(()))
     }
 
-    /// A new connection is open: learn its subprotocol, send the lines that waited for
-    /// it, and handle the frames that came with the handshake.
+    /// A new connection is open: learn its subprotocol and whether it inflates, send the
+    /// lines that waited for it, and handle the frames that came with the handshake.
     fn begin(
         &mut self,
         protocol: Option<String>,
+        deflate: Option<Agreed>,
         early: &[u8],
         budget: &Budget,
         reconnected: bool,
     ) -> Result<(), ClientError> {
+        if let Some(agreed) = deflate {
+            self.conn.enable_deflate(agreed);
+        }
         if let Some(resume) = &mut self.resume {
             resume.backoff.opened(Instant::now());
             // A server without resume (another one, or an older wscast) selects
@@ -493,7 +533,7 @@ impl Session {
             self.outcome = Ok(());
             self.server_close = None;
             self.used_since = used_since;
-            match self.begin(opened.protocol, &opened.early, budget, true) {
+            match self.begin(opened.protocol, opened.deflate, &opened.early, budget, true) {
                 Ok(()) => return Ok(true),
                 Err(e) => {
                     let _ = self.socket.shutdown(Shutdown::Both);
@@ -776,6 +816,13 @@ fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<Opened, ClientError
         .map(str::trim)
         .filter(|protocol| !protocol.is_empty())
         .collect();
+    // §4.1 item 5: and permessage-deflate, if it was offered (the first valid offer).
+    let deflate_offer = headers
+        .iter()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("Sec-WebSocket-Extensions"))
+        .flat_map(|(_, value)| value.split(','))
+        .filter_map(deflate::parse_offer)
+        .find_map(Result::ok);
 
     let mut response = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -792,9 +839,10 @@ fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<Opened, ClientError
             Err(e) => return Err(ClientError::HandshakeIo(e)),
         };
         response.extend_from_slice(&chunk[..n]);
-        match handshake::check_response_offering(&response, &key, &offered) {
+        match handshake::check_response_extended(&response, &key, &offered, deflate_offer.as_ref())
+        {
             Ok(Decoded::Complete {
-                value: protocol,
+                value: selected,
                 consumed,
             }) => {
                 stream.set_read_timeout(None).map_err(io_error)?;
@@ -803,7 +851,8 @@ fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<Opened, ClientError
                     socket: stream,
                     reader,
                     early: response.split_off(consumed),
-                    protocol,
+                    protocol: selected.protocol,
+                    deflate: selected.deflate,
                 });
             }
             Ok(Decoded::Partial) => {}

@@ -13,7 +13,8 @@
 //!
 //! wscast always answers `client_no_context_takeover` (§7.1.1.2): each client message is
 //! inflated from a fresh window, so a server keeps no inflate state between messages,
-//! and an idle connection holds none at all.
+//! and an idle connection holds none at all. The client side (`wscast connect`) checks
+//! the server's answer with [`parse_answer`] and keeps one inflater for the connection.
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
@@ -125,6 +126,42 @@ pub fn parse_offer(element: &str) -> Option<Result<Offer, ()>> {
         }
     }
     Some(Ok(offer))
+}
+
+/// The client side of §7.1: checks the server's answer (one element of the 101's
+/// `Sec-WebSocket-Extensions`) against the client's `offer`. `None`: not
+/// `permessage-deflate`. `Some(Err(()))`: an answer the client "MUST _Fail the WebSocket
+/// Connection_" over: a parameter "not defined", repeated, or with "an invalid value", or
+/// one the offer does not allow:
+///
+/// - §7.1.1.1: an offer with `server_no_context_takeover` is accepted "by including" it;
+/// - §7.1.2.1: "a value smaller than or equal to" the offer's `server_max_window_bits`;
+/// - §7.1.2.2: `client_max_window_bits` only "if a received extension negotiation offer
+///   has" it, and then with a value (no larger than the offer's, if it named one).
+pub fn parse_answer(element: &str, offer: &Offer) -> Option<Result<Agreed, ()>> {
+    let answer = match parse_offer(element)? {
+        Ok(answer) => answer,
+        Err(()) => return Some(Err(())),
+    };
+    let server_window_ok = match (offer.server_max_window_bits, answer.server_max_window_bits) {
+        (Some(offered), Some(answered)) => answered <= offered,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let client_window_ok = match (offer.client_max_window_bits, answer.client_max_window_bits) {
+        (_, None) => true,
+        (None, Some(_)) | (_, Some(None)) => false,
+        (Some(None), Some(Some(_))) => true,
+        (Some(Some(offered)), Some(Some(answered))) => answered <= offered,
+    };
+    let context_ok = !offer.server_no_context_takeover || answer.server_no_context_takeover;
+    if !(server_window_ok && client_window_ok && context_ok) {
+        return Some(Err(()));
+    }
+    Some(Ok(Agreed {
+        server_no_context_takeover: answer.server_no_context_takeover,
+        server_max_window_bits: answer.server_max_window_bits.unwrap_or(MAX_WINDOW_BITS),
+    }))
 }
 
 /// §7.1.2: "a decimal integer value 8, 9, 10, 11, 12, 13, 14, or 15", written with no
@@ -418,6 +455,98 @@ mod tests {
         );
         assert_eq!(negotiate(["permessage-deflate; x=1", "foo"], false), None);
         assert_eq!(negotiate([], false), None);
+    }
+
+    #[test]
+    fn section_7_1_answers_are_checked_against_the_offer() {
+        // What `wscast connect` offers.
+        let ours = Offer {
+            client_max_window_bits: Some(None),
+            ..Offer::default()
+        };
+        let kept = |bits| Agreed {
+            server_no_context_takeover: false,
+            server_max_window_bits: bits,
+        };
+        let table: &[(&str, Option<Result<Agreed, ()>>)] = &[
+            ("permessage-deflate", Some(Ok(kept(15)))),
+            // wscast's own answer.
+            (
+                "permessage-deflate; client_no_context_takeover",
+                Some(Ok(kept(15))),
+            ),
+            (
+                "permessage-deflate; server_no_context_takeover",
+                Some(Ok(Agreed {
+                    server_no_context_takeover: true,
+                    server_max_window_bits: 15,
+                })),
+            ),
+            // §7.1.2.1: the server may name its window unasked.
+            (
+                "permessage-deflate; server_max_window_bits=10",
+                Some(Ok(kept(10))),
+            ),
+            (
+                "permessage-deflate; client_max_window_bits=9",
+                Some(Ok(kept(15))),
+            ),
+            // §7.1.2.2: in an answer, client_max_window_bits has a value.
+            ("permessage-deflate; client_max_window_bits", Some(Err(()))),
+            (
+                "permessage-deflate; server_max_window_bits=16",
+                Some(Err(())),
+            ),
+            ("permessage-deflate; mystery", Some(Err(()))),
+            (
+                "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+                Some(Err(())),
+            ),
+            ("x-webkit-deflate-frame", None),
+        ];
+        for (answer, want) in table {
+            assert_eq!(parse_answer(answer, &ours), *want, "{answer}");
+        }
+
+        // An answer naming client_max_window_bits to an offer without it (§7.1.2.2:
+        // "MUST NOT include"), a larger window than offered, or leaving out the
+        // server_no_context_takeover asked for (§7.1.1.1).
+        let plain = Offer::default();
+        assert_eq!(
+            parse_answer("permessage-deflate; client_max_window_bits=15", &plain),
+            Some(Err(()))
+        );
+        let small = Offer {
+            server_max_window_bits: Some(10),
+            client_max_window_bits: Some(Some(12)),
+            ..Offer::default()
+        };
+        for answer in [
+            "permessage-deflate",
+            "permessage-deflate; server_max_window_bits=11",
+            "permessage-deflate; server_max_window_bits=10; client_max_window_bits=13",
+        ] {
+            assert_eq!(parse_answer(answer, &small), Some(Err(())), "{answer}");
+        }
+        assert_eq!(
+            parse_answer(
+                "permessage-deflate; server_max_window_bits=9; client_max_window_bits=12",
+                &small
+            ),
+            Some(Ok(kept(9)))
+        );
+        let no_takeover = Offer {
+            server_no_context_takeover: true,
+            ..Offer::default()
+        };
+        assert_eq!(
+            parse_answer("permessage-deflate", &no_takeover),
+            Some(Err(()))
+        );
+
+        // wscast's server answers its own client's offer acceptably.
+        let agreed = negotiate(["permessage-deflate; client_max_window_bits"], false).unwrap();
+        assert_eq!(parse_answer(&agreed.header(), &ours), Some(Ok(agreed)));
     }
 
     /// §7.2.3.1: "Hello" compressed as one message, with and without the shared window.

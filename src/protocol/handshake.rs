@@ -38,6 +38,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use sha1::{Digest, Sha1};
 
+use super::deflate::{self, Agreed, Offer};
 use super::frame::Decoded;
 use super::http::{
     has_token, header_values, list_items, own_headers, parse_head, reason_phrase, trim_ows,
@@ -349,8 +350,11 @@ pub enum ResponseError {
     MissingConnectionUpgrade,
     /// §4.1 item 4: `Sec-WebSocket-Accept` missing or not the one our key calls for.
     AcceptMismatch,
-    /// §4.1 item 5: the server chose an extension; this client offers none.
+    /// §4.1 item 5: the server chose an extension this client did not offer.
     UnrequestedExtension,
+    /// RFC 7692 §7.1: the server's permessage-deflate answer is invalid, or one the
+    /// client's offer does not allow.
+    InvalidDeflateAnswer,
     /// §4.1 item 6: the server chose a subprotocol the client did not offer (or several).
     UnrequestedSubprotocol,
 }
@@ -383,6 +387,9 @@ impl fmt::Display for ResponseError {
             ResponseError::UnrequestedSubprotocol => {
                 f.write_str("server selected a subprotocol the client did not offer (§4.1)")
             }
+            ResponseError::InvalidDeflateAnswer => f.write_str(
+                "server's permessage-deflate parameters are not what the client offered (RFC 7692 §7.1)",
+            ),
         }
     }
 }
@@ -413,6 +420,34 @@ pub fn check_response_offering(
     key: &str,
     offered: &[&str],
 ) -> Result<Decoded<Option<String>>, ResponseError> {
+    Ok(match check_response_extended(buf, key, offered, None)? {
+        Decoded::Complete { value, consumed } => Decoded::Complete {
+            value: value.protocol,
+            consumed,
+        },
+        Decoded::Partial => Decoded::Partial,
+    })
+}
+
+/// What a server's `101` selected of what the client offered (§4.1 items 5 and 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    /// The subprotocol, if any (§4.1 item 6).
+    pub protocol: Option<String>,
+    /// permessage-deflate as the server accepted it, if it did (RFC 7692 §7.1).
+    pub deflate: Option<Agreed>,
+}
+
+/// [`check_response_offering`] for a request that may also have offered
+/// permessage-deflate (`deflate`: the offer, RFC 7692 §7.1): the server may accept it,
+/// with an answer that offer allows ([`deflate::parse_answer`]), and select no other
+/// extension.
+pub fn check_response_extended(
+    buf: &[u8],
+    key: &str,
+    offered: &[&str],
+    deflate: Option<&Offer>,
+) -> Result<Decoded<Selected>, ResponseError> {
     let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut raw = httparse::Response::new(&mut slots);
     let parsed = parse_head(buf, |window| raw.parse(window)).map_err(|e| match e {
@@ -458,11 +493,15 @@ pub fn check_response_offering(
     // §4.1 item 5: "If the response includes a |Sec-WebSocket-Extensions| header field and
     // this header field indicates the use of an extension that was not present in the
     // client's handshake ..., the client MUST _Fail the WebSocket Connection_."
-    if list_items(&headers, "Sec-WebSocket-Extensions")
-        .next()
-        .is_some()
-    {
-        return Err(ResponseError::UnrequestedExtension);
+    // RFC 7692 §7.1: permessage-deflate, if offered, at most once ("MUST _Fail the
+    // WebSocket Connection_" on an answer the offer does not allow).
+    let mut agreed = None;
+    for element in list_items(&headers, "Sec-WebSocket-Extensions") {
+        match deflate.and_then(|offer| deflate::parse_answer(element, offer)) {
+            Some(Ok(answer)) if agreed.is_none() => agreed = Some(answer),
+            Some(Err(())) => return Err(ResponseError::InvalidDeflateAnswer),
+            _ => return Err(ResponseError::UnrequestedExtension),
+        }
     }
     // §4.1 item 6: "If the response includes a |Sec-WebSocket-Protocol| header field and
     // this header field indicates the use of a subprotocol that was not present in the
@@ -478,7 +517,10 @@ pub fn check_response_offering(
     };
 
     Ok(Decoded::Complete {
-        value: protocol,
+        value: Selected {
+            protocol,
+            deflate: agreed,
+        },
         consumed,
     })
 }
@@ -1004,6 +1046,81 @@ mod tests {
             check_response(&endless, SECTION_1_3_KEY),
             Err(ResponseError::TooLarge)
         );
+    }
+
+    #[test]
+    fn section_4_1_item_5_permessage_deflate_only_if_offered() {
+        let accept = format!("Sec-WebSocket-Accept: {SECTION_1_3_ACCEPT}");
+        let offer = Offer {
+            client_max_window_bits: Some(None),
+            ..Offer::default()
+        };
+        let kept = Agreed {
+            server_no_context_takeover: false,
+            server_max_window_bits: 15,
+        };
+        type Row<'a> = (
+            &'a [&'a str],
+            Option<&'a Offer>,
+            Result<Option<Agreed>, ResponseError>,
+        );
+        let table: &[Row] = &[
+            (&[], Some(&offer), Ok(None)),
+            (&["permessage-deflate"], Some(&offer), Ok(Some(kept))),
+            (
+                &["permessage-deflate; client_no_context_takeover"],
+                Some(&offer),
+                Ok(Some(kept)),
+            ),
+            (
+                &["permessage-deflate"],
+                None,
+                Err(ResponseError::UnrequestedExtension),
+            ),
+            (
+                &["permessage-deflate; client_max_window_bits"],
+                Some(&offer),
+                Err(ResponseError::InvalidDeflateAnswer),
+            ),
+            (
+                &["x-webkit-deflate-frame"],
+                Some(&offer),
+                Err(ResponseError::UnrequestedExtension),
+            ),
+            // Accepted twice: the second is not something offered.
+            (
+                &["permessage-deflate", "permessage-deflate"],
+                Some(&offer),
+                Err(ResponseError::UnrequestedExtension),
+            ),
+            (
+                &["permessage-deflate, permessage-deflate"],
+                Some(&offer),
+                Err(ResponseError::UnrequestedExtension),
+            ),
+        ];
+        for (elements, deflate, expected) in table {
+            let mut lines = vec![
+                "Upgrade: websocket".to_owned(),
+                "Connection: Upgrade".to_owned(),
+                accept.clone(),
+            ];
+            lines.extend(
+                elements
+                    .iter()
+                    .map(|e| format!("Sec-WebSocket-Extensions: {e}")),
+            );
+            let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let text = head("HTTP/1.1 101 Switching Protocols", &lines);
+            let got =
+                check_response_extended(text.as_bytes(), SECTION_1_3_KEY, &[], *deflate).map(|d| {
+                    match d {
+                        Decoded::Complete { value, .. } => value.deflate,
+                        Decoded::Partial => panic!("partial: {text:?}"),
+                    }
+                });
+            assert_eq!(got, *expected, "{text:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,17 @@
 //! buffers a payload: it keeps the first [`PREFIX`] bytes of each frame (enough for a
 //! sequence number and a time stamp, or a control frame's whole payload) and counts the
 //! rest, so a 1 MiB broadcast to 1,000 clients costs the load generator no memory.
+//!
+//! With [`Driver::deflate`] every connection offers permessage-deflate (RFC 7692) and
+//! the server must accept it; a compressed message is then inflated as it arrives, by
+//! one inflater per connection kept across messages (context takeover, as a browser
+//! keeps it): flate2's raw `Decompress` (the same zlib-rs wscast builds with) writing
+//! into one fixed scratch buffer, of which only the first [`PREFIX`] bytes are kept.
+//! (wscast's `protocol::deflate::Inflate` grows its output by up to 64 KiB of zeroed
+//! room per call, which is microseconds per message: fine for a server's inbound
+//! messages, the load generator's limit when it inflates millions a second.) An
+//! inflater whose window does not match the server's stream fails the connection, so a
+//! wrong window shows up as a failed run.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -16,14 +27,25 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use flate2::{Decompress, FlushDecompress, Status};
+use wscast::protocol::deflate::{self, TAIL};
 use wscast::protocol::frame::{Decoded, FrameHeader, MAX_HEADER_LEN};
-use wscast::protocol::handshake::{check_response, client_key, client_request_with};
+use wscast::protocol::handshake::{check_response_extended, client_key, client_request_with};
 use wscast::protocol::mask::{apply_mask, MaskingKeys};
 use wscast::protocol::{OpCode, Role};
 
 /// Payload bytes kept from the start of each frame: a control frame's whole payload
 /// (§5.5: at most 125 bytes), or the head of a data frame.
 pub const PREFIX: usize = 128;
+
+/// The permessage-deflate offer, as browsers make it (RFC 7692 §7.1).
+pub const DEFLATE_OFFER: &str = "permessage-deflate; client_max_window_bits";
+
+/// Largest inflated message accepted (the server's default `--max-message`).
+const MAX_INFLATED: u64 = 16 << 20;
+
+/// The inflaters' output buffer, shared: what passes [`PREFIX`] is only counted.
+const SCRATCH: usize = 16 * 1024;
 
 /// Size of the one read buffer every connection shares.
 const READ_BUF: usize = 256 * 1024;
@@ -79,8 +101,12 @@ pub struct Frame<'a> {
     pub opcode: OpCode,
     #[allow(dead_code)]
     pub fin: bool,
-    /// The whole payload length.
+    /// The whole payload length (inflated, for a compressed message).
     pub len: u64,
+    /// What the frame took on the wire: header and payload as sent.
+    pub wire: u64,
+    /// RSV1 was set: the payload was compressed (RFC 7692 §6).
+    pub compressed: bool,
     /// The first `min(len, PREFIX)` payload bytes.
     pub prefix: &'a [u8],
 }
@@ -246,6 +272,8 @@ pub struct Driver {
     /// A subprotocol to offer (`Sec-WebSocket-Protocol`), which the server must then
     /// select: `wscast.resume` for the resume benchmarks.
     pub subprotocol: Option<String>,
+    /// Offer permessage-deflate ([`DEFLATE_OFFER`]), which the server must then accept.
+    pub deflate: bool,
 }
 
 /// Reads of one socket per turn before the others get theirs. Reading a socket until
@@ -269,6 +297,7 @@ impl Driver {
             rcvbuf: None,
             next_source: 0,
             subprotocol: None,
+            deflate: false,
         })
     }
 
@@ -424,11 +453,17 @@ impl Driver {
                     // Small frames must not wait for Nagle's algorithm.
                     let _ = conn.sock.set_nodelay(true);
                     conn.phase = Phase::Upgrading;
-                    let extra: Vec<(String, String)> = self
+                    let mut extra: Vec<(String, String)> = self
                         .subprotocol
                         .iter()
                         .map(|p| ("Sec-WebSocket-Protocol".to_owned(), p.clone()))
                         .collect();
+                    if self.deflate {
+                        extra.push((
+                            "Sec-WebSocket-Extensions".to_owned(),
+                            DEFLATE_OFFER.to_owned(),
+                        ));
+                    }
                     let request = client_request_with(
                         &self.target.host,
                         &self.target.path,
@@ -492,12 +527,18 @@ impl Driver {
             let mut early = Vec::new();
             if conn.phase == Phase::Upgrading {
                 conn.head.extend_from_slice(data);
-                let checked = match &self.subprotocol {
-                    None => check_response(&conn.head, &conn.key).map_err(|e| e.to_string()),
-                    Some(p) => check_response_selecting(&conn.head, &conn.key, p),
-                };
+                let checked = check_selected(
+                    &conn.head,
+                    &conn.key,
+                    self.subprotocol.as_deref(),
+                    self.deflate,
+                );
                 match checked {
-                    Ok(Decoded::Complete { consumed, .. }) => {
+                    Ok(Decoded::Complete {
+                        value: inflating,
+                        consumed,
+                    }) => {
+                        conn.reader.inflating = inflating;
                         early.extend_from_slice(&conn.head[consumed..]);
                         conn.head = Vec::new();
                         conn.phase = Phase::Open;
@@ -521,7 +562,7 @@ impl Driver {
             let result = reader.feed(data, |frame| on_frame(key, conn, frame, now, h));
             conn.reader = reader;
             if let Err(e) = result {
-                return self.forget(key, Gone::Failed(format!("protocol: {e}")), h);
+                return self.forget(key, Gone::Failed(e.to_string()), h);
             }
             if drained {
                 return;
@@ -544,47 +585,46 @@ impl Driver {
     }
 }
 
-/// [`check_response`] for a client that offered the subprotocol `offered`: the response
-/// must select it (§4.2.2 item 5.5: `Sec-WebSocket-Protocol` with one of the offered
-/// values). wscast's `check_response` is written for a client that offers none and fails
-/// any selection (§4.1 item 6), so the one header line is checked here and taken out of
-/// the head before the rest of §4.1's checks run on it.
-fn check_response_selecting(head: &[u8], key: &str, offered: &str) -> Result<Decoded<()>, String> {
-    let Some(end) = head
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
-    else {
-        // Not complete yet (or too large: check_response says which).
-        return check_response(head, key).map_err(|e| e.to_string());
+/// §4.1's checks of the server's answer, and what it selected: the subprotocol
+/// `offered`, if one was, must be selected (§4.2.2 item 5.5), and permessage-deflate, if
+/// offered, must be accepted (RFC 7692 §7.1): a benchmark of one must not silently run
+/// without it. The result is the connection's inflating mode.
+fn check_selected(
+    head: &[u8],
+    key: &str,
+    offered: Option<&str>,
+    deflate: bool,
+) -> Result<Decoded<Inflating>, String> {
+    let protocols: Vec<&str> = offered.into_iter().collect();
+    let offer = deflate.then(|| {
+        deflate::parse_offer(DEFLATE_OFFER)
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    });
+    let selected = match check_response_extended(head, key, &protocols, offer.as_ref()) {
+        Ok(Decoded::Complete { value, consumed }) => (value, consumed),
+        Ok(Decoded::Partial) => return Ok(Decoded::Partial),
+        Err(e) => return Err(e.to_string()),
     };
-    let mut stripped = Vec::with_capacity(end);
-    let mut selected = Vec::new();
-    for line in head[..end].split_inclusive(|&b| b == b'\n') {
-        let name = b"sec-websocket-protocol:";
-        if line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name) {
-            selected.push(
-                String::from_utf8_lossy(&line[name.len()..])
-                    .trim()
-                    .to_owned(),
-            );
-        } else {
-            stripped.extend_from_slice(line);
+    let (selected, consumed) = selected;
+    if let Some(p) = offered {
+        if selected.protocol.as_deref() != Some(p) {
+            return Err(format!(
+                "the server did not select the subprotocol {p} ({:?})",
+                selected.protocol
+            ));
         }
     }
-    if selected.len() != 1 || selected[0] != offered {
-        return Err(format!(
-            "the server did not select the subprotocol {offered} (Sec-WebSocket-Protocol: {selected:?})"
-        ));
-    }
-    let removed = end - stripped.len();
-    match check_response(&stripped, key).map_err(|e| e.to_string())? {
-        Decoded::Complete { value, consumed } => Ok(Decoded::Complete {
-            value,
-            consumed: consumed + removed,
-        }),
-        Decoded::Partial => Ok(Decoded::Partial),
-    }
+    let inflating = match (deflate, selected.deflate) {
+        (false, _) => Inflating::Off,
+        (true, None) => return Err("the server declined permessage-deflate".to_owned()),
+        (true, Some(agreed)) if agreed.server_no_context_takeover => Inflating::PerMessage,
+        (true, Some(_)) => Inflating::Kept,
+    };
+    Ok(Decoded::Complete {
+        value: inflating,
+        consumed,
+    })
 }
 
 /// Control frames are answered here (§5.5.2 pong, §5.5.1 close reply); data frames go
@@ -611,14 +651,33 @@ fn on_frame<H: Handler>(key: usize, conn: &mut Conn, frame: &Frame<'_>, now: Now
     }
 }
 
+/// Whether (and how) a connection inflates (RFC 7692).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Inflating {
+    /// No permessage-deflate.
+    #[default]
+    Off,
+    /// The server compresses each message from a fresh window (§7.1.1.1).
+    PerMessage,
+    /// The server keeps its context (§7.2.1): one inflater for the connection.
+    Kept,
+}
+
 /// A streaming §5.2 frame reader for the client role that keeps only each frame's
-/// first [`PREFIX`] payload bytes.
+/// first [`PREFIX`] payload bytes (inflated ones, for a compressed frame).
 pub struct FrameReader {
     head: [u8; MAX_HEADER_LEN],
     head_len: usize,
     current: Option<(FrameHeader, u64)>,
     prefix: [u8; PREFIX],
     prefix_len: usize,
+    /// Set once the handshake says so.
+    pub inflating: Inflating,
+    /// Made at the first compressed message; kept after it with [`Inflating::Kept`].
+    inflater: Option<Box<Decompress>>,
+    /// The first [`PREFIX`] bytes of the compressed message being inflated.
+    inflated: Vec<u8>,
+    inflated_len: u64,
 }
 
 impl Default for FrameReader {
@@ -629,6 +688,33 @@ impl Default for FrameReader {
             current: None,
             prefix: [0; PREFIX],
             prefix_len: 0,
+            inflating: Inflating::Off,
+            inflater: None,
+            inflated: Vec::new(),
+            inflated_len: 0,
+        }
+    }
+}
+
+/// Why the frame reader gave up.
+#[derive(Debug)]
+pub enum ReadError {
+    /// A §5.2 violation.
+    Protocol(wscast::protocol::ProtocolError),
+    /// A compressed message that does not inflate (a window that does not match the
+    /// server's stream, say) or inflates past the limit.
+    Inflate(deflate::InflateError),
+}
+
+fn new_inflater() -> Box<Decompress> {
+    Box::new(Decompress::new(false))
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadError::Protocol(e) => write!(f, "protocol: {e}"),
+            ReadError::Inflate(e) => write!(f, "inflate: {e:?}"),
         }
     }
 }
@@ -639,19 +725,24 @@ impl FrameReader {
         &mut self,
         mut data: &[u8],
         mut f: impl FnMut(&Frame<'_>),
-    ) -> Result<(), wscast::protocol::ProtocolError> {
+    ) -> Result<(), ReadError> {
+        let deflate = self.inflating != Inflating::Off;
         loop {
             if self.current.is_none() {
                 if data.is_empty() {
                     return Ok(());
                 }
                 let decoded = if self.head_len == 0 {
-                    FrameHeader::decode(data, Role::Client)?
+                    FrameHeader::decode_with(data, Role::Client, deflate)
+                        .map_err(ReadError::Protocol)?
                 } else {
                     let add = data.len().min(MAX_HEADER_LEN - self.head_len);
                     let mut joined = self.head;
                     joined[self.head_len..self.head_len + add].copy_from_slice(&data[..add]);
-                    match FrameHeader::decode(&joined[..self.head_len + add], Role::Client)? {
+                    let joined = &joined[..self.head_len + add];
+                    match FrameHeader::decode_with(joined, Role::Client, deflate)
+                        .map_err(ReadError::Protocol)?
+                    {
                         Decoded::Complete { value, consumed } => Decoded::Complete {
                             value,
                             consumed: consumed - self.head_len,
@@ -665,6 +756,11 @@ impl FrameReader {
                         data = &data[consumed..];
                         self.current = Some((value, value.payload_len));
                         self.prefix_len = 0;
+                        if value.compressed {
+                            self.inflated.clear();
+                            self.inflated_len = 0;
+                            self.inflater.get_or_insert_with(new_inflater);
+                        }
                     }
                     Decoded::Partial => {
                         let add = data.len().min(MAX_HEADER_LEN - self.head_len);
@@ -678,9 +774,15 @@ impl FrameReader {
                 continue;
             };
             let take = (*remaining).min(data.len() as u64) as usize;
-            let keep = take.min(PREFIX - self.prefix_len);
-            self.prefix[self.prefix_len..self.prefix_len + keep].copy_from_slice(&data[..keep]);
-            self.prefix_len += keep;
+            if header.compressed {
+                // §7.2.2: the payload goes through the inflater as it arrives.
+                let inflater = self.inflater.get_or_insert_with(new_inflater);
+                self.inflated_len += inflate_into(inflater, &data[..take], &mut self.inflated)?;
+            } else {
+                let keep = take.min(PREFIX - self.prefix_len);
+                self.prefix[self.prefix_len..self.prefix_len + keep].copy_from_slice(&data[..keep]);
+                self.prefix_len += keep;
+            }
             *remaining -= take as u64;
             data = &data[take..];
             if *remaining > 0 {
@@ -688,14 +790,78 @@ impl FrameReader {
             }
             let header = *header;
             self.current = None;
+            let wire = server_header_len(header.payload_len) + header.payload_len;
+            if header.compressed {
+                // §7.2.2: "Append 4 octets of 0x00 0x00 0xff 0xff to the tail end of the
+                // payload of the message" and inflate what is left. (The servers under
+                // test never fragment, so a frame is a message.)
+                let inflater = self.inflater.get_or_insert_with(new_inflater);
+                self.inflated_len += inflate_into(inflater, &TAIL, &mut self.inflated)?;
+                if self.inflating != Inflating::Kept {
+                    self.inflater = None;
+                }
+                f(&Frame {
+                    opcode: header.opcode,
+                    fin: header.fin,
+                    len: self.inflated_len,
+                    wire,
+                    compressed: true,
+                    prefix: &self.inflated[..self.inflated.len().min(PREFIX)],
+                });
+                continue;
+            }
             f(&Frame {
                 opcode: header.opcode,
                 fin: header.fin,
                 len: header.payload_len,
+                wire,
+                compressed: false,
                 prefix: &self.prefix[..self.prefix_len],
             });
         }
     }
+}
+
+/// Inflates `input` (a piece of the payload, or §7.2.2's tail) with `inflater`, keeping
+/// the first [`PREFIX`] bytes of the message in `head`; returns how many bytes it
+/// produced.
+fn inflate_into(
+    inflater: &mut Decompress,
+    mut input: &[u8],
+    head: &mut Vec<u8>,
+) -> Result<u64, ReadError> {
+    thread_local! {
+        static OUT: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; SCRATCH]);
+    }
+    OUT.with(|out| {
+        let out = &mut out.borrow_mut()[..];
+        let mut produced = 0u64;
+        loop {
+            let (in0, out0) = (inflater.total_in(), inflater.total_out());
+            let status = inflater.decompress(input, out, FlushDecompress::Sync);
+            let used = (inflater.total_in() - in0) as usize;
+            let made = (inflater.total_out() - out0) as usize;
+            input = &input[used..];
+            let keep = made.min(PREFIX.saturating_sub(head.len()));
+            head.extend_from_slice(&out[..keep]);
+            produced += made as u64;
+            match status {
+                Err(_) => return Err(ReadError::Inflate(deflate::InflateError::Corrupt)),
+                Ok(Status::StreamEnd) => return Ok(produced),
+                Ok(_) => {}
+            }
+            if produced > MAX_INFLATED {
+                return Err(ReadError::Inflate(deflate::InflateError::TooBig));
+            }
+            // Done once the input is used up and the output did not fill the buffer.
+            if input.is_empty() && made < out.len() {
+                return Ok(produced);
+            }
+            if used == 0 && made == 0 {
+                return Ok(produced);
+            }
+        }
+    })
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -732,5 +898,63 @@ mod tests {
             assert_eq!(seen[2].0, OpCode::Ping);
             assert_eq!(seen[3].2, b"END 1");
         }
+    }
+
+    /// Messages compressed as one stream (context takeover, as wscast's shared stream)
+    /// inflate to themselves through one kept inflater, whatever the chunking; a fresh
+    /// inflater cannot read the second one (its back-references reach into the first).
+    #[test]
+    fn reader_inflates_a_kept_stream_in_any_chunking() {
+        use wscast::protocol::deflate::Deflate;
+        let mut deflate = Deflate::new(15);
+        let lines: Vec<Vec<u8>> = (0..3)
+            .map(|i| format!("{i} 17 {}", "the same words again ".repeat(10)).into_bytes())
+            .collect();
+        let mut stream = Vec::new();
+        let mut second = Vec::new();
+        for (i, line) in lines.iter().enumerate() {
+            let mut packed = Vec::new();
+            deflate.message(line, &mut packed);
+            let header = FrameHeader {
+                fin: true,
+                opcode: OpCode::Text,
+                masking_key: None,
+                payload_len: packed.len() as u64,
+                compressed: true,
+            };
+            let mut head = [0u8; MAX_HEADER_LEN];
+            let n = header.encode(&mut head);
+            let start = stream.len();
+            stream.extend_from_slice(&head[..n]);
+            stream.extend_from_slice(&packed);
+            if i == 1 {
+                second = stream[start..].to_vec();
+            }
+        }
+        for chunk in [1, 2, 5, 64, stream.len()] {
+            let mut r = FrameReader {
+                inflating: Inflating::Kept,
+                ..FrameReader::default()
+            };
+            let mut seen = Vec::new();
+            for piece in stream.chunks(chunk) {
+                r.feed(piece, |f| {
+                    seen.push((f.compressed, f.len, f.prefix.to_vec()))
+                })
+                .unwrap();
+            }
+            assert_eq!(seen.len(), 3, "chunk {chunk}");
+            for ((compressed, len, prefix), line) in seen.iter().zip(&lines) {
+                assert!(compressed);
+                assert_eq!(*len, line.len() as u64);
+                assert_eq!(prefix[..], line[..PREFIX.min(line.len())]);
+            }
+        }
+        let mut fresh = FrameReader {
+            inflating: Inflating::Kept,
+            ..FrameReader::default()
+        };
+        let got = fresh.feed(&second, |_| {});
+        assert!(matches!(got, Err(ReadError::Inflate(_))), "{got:?}");
     }
 }

@@ -11,13 +11,20 @@
 //! select it) and receives each line as `{"id":"<id>","text":"<line>"}` after one
 //! `{"resume":...}` status; the line is read from inside the `text` string (the feeder's
 //! lines hold no character JSON escapes, so it arrives unchanged).
+//!
+//! With `--deflate` every client offers permessage-deflate (the server must accept it)
+//! and inflates what arrives compressed with one inflater kept across messages, so a
+//! window that does not match the server's stream fails that client (counted in
+//! `inflate_failed`, and its lines as lost). `wire_bytes` is then what the server wrote,
+//! compressed, and `bytes` what the clients read after inflating. The feeder's JSON
+//! corpus (`feed --corpus json`) has its `seq` and `ns` at the head of each object.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use crate::client::{server_header_len, Conn, Driver, Frame, Gone, Handler, Now, Target};
+use crate::client::{Conn, Driver, Frame, Gone, Handler, Now, Target};
 use crate::stats::{self, CpuWindow, Report};
 
 pub struct Args {
@@ -35,6 +42,8 @@ pub struct Args {
     pub spin: bool,
     /// Opt in to resume (`wscast.resume`): lines arrive inside JSON objects.
     pub resume: bool,
+    /// Offer permessage-deflate and inflate what arrives compressed.
+    pub deflate: bool,
 }
 
 struct Fanout {
@@ -60,6 +69,10 @@ struct Fanout {
     max_len: u64,
     /// Lines arrive in the `wscast.resume` encoding.
     resume: bool,
+    /// Deliveries that arrived compressed (RSV1).
+    compressed: u64,
+    /// Clients whose inflater failed (a window out of step with the server's stream).
+    inflate_failed: usize,
 }
 
 /// Parses `<seq> <nanos> ...` or `END <n>` from the head of a line.
@@ -70,12 +83,33 @@ enum Line {
 }
 
 fn parse(prefix: &[u8]) -> Line {
+    if let Some(json) = prefix.strip_prefix(br#"{"seq":"#) {
+        return parse_json(json);
+    }
     let mut words = prefix.split(|&b| b == b' ');
     let first = words.next().unwrap_or(&[]);
     if first == b"END" {
         return words.next().and_then(number).map_or(Line::Other, Line::End);
     }
     match (number(first), words.next().and_then(number)) {
+        (Some(seq), Some(nanos)) => Line::Data { seq, nanos },
+        _ => Line::Other,
+    }
+}
+
+/// `{"seq":<seq>,"ns":<nanos>,...`, the JSON corpus's head, after `{"seq":`.
+fn parse_json(rest: &[u8]) -> Line {
+    let Some(comma) = rest.iter().position(|&b| b == b',') else {
+        return Line::Other;
+    };
+    let Some(after) = rest[comma..].strip_prefix(br#","ns":"#) else {
+        return Line::Other;
+    };
+    let end = after
+        .iter()
+        .position(|&b| b == b',' || b == b'}')
+        .unwrap_or(after.len());
+    match (number(&rest[..comma]), number(&after[..end])) {
         (Some(seq), Some(nanos)) => Line::Data { seq, nanos },
         _ => Line::Other,
     }
@@ -127,7 +161,8 @@ impl Handler for Fanout {
                 self.last = Some(now.mono);
                 self.deliveries += 1;
                 self.bytes += frame.len;
-                self.wire_bytes += server_header_len(frame.len) + frame.len;
+                self.wire_bytes += frame.wire;
+                self.compressed += u64::from(frame.compressed);
                 self.max_len = self.max_len.max(frame.len);
                 conn.count += 1;
                 if seq > conn.next_seq {
@@ -164,6 +199,9 @@ impl Handler for Fanout {
                 conn.close_code.map_or("no code".into(), |c| c.to_string())
             ),
         };
+        if error.starts_with("inflate") {
+            self.inflate_failed += 1;
+        }
         if self.ready {
             self.dropped += 1;
         } else {
@@ -181,6 +219,7 @@ pub fn run(args: Args) -> io::Result<()> {
     if args.resume {
         d.subprotocol = Some(crate::resume::SUBPROTOCOL.to_owned());
     }
+    d.deflate = args.deflate;
     let mut h = Fanout {
         latency: stats::latency_histogram(),
         deliveries: 0,
@@ -198,6 +237,8 @@ pub fn run(args: Args) -> io::Result<()> {
         first_error: None,
         max_len: 0,
         resume: args.resume,
+        compressed: 0,
+        inflate_failed: 0,
     };
     let mut started = 0;
     let begin = Instant::now();
@@ -258,19 +299,26 @@ pub fn run(args: Args) -> io::Result<()> {
         0.0
     };
     eprintln!(
-        "fanout: {} lines x {clients} clients: {} deliveries in {secs:.3} s = {rate:.0}/s, lost {lost}, {} clients dropped{}",
+        "fanout: {} lines x {clients} clients: {} deliveries in {secs:.3} s = {rate:.0}/s, lost {lost}, {} clients dropped, {} compressed, {:.1} wire bytes per delivery, {} inflate failures{}",
         lines,
         h.deliveries,
         h.dropped,
+        h.compressed,
+        h.wire_bytes as f64 / h.deliveries.max(1) as f64,
+        h.inflate_failed,
         h.first_error.as_ref().map(|e| format!(" (first error: {e})")).unwrap_or_default()
     );
     let mut report = Report::new("fanout");
     report
         .add("resume", u8::from(args.resume))
+        .add("deflate", u8::from(args.deflate))
         .add("clients", clients)
         .add("lines", lines)
         .add("deliveries", h.deliveries)
         .add("wire_bytes", h.wire_bytes)
+        .add("bytes", h.bytes)
+        .add("compressed", h.compressed)
+        .add("inflate_failed", h.inflate_failed)
         .add("lost", lost)
         .add("dropped", h.dropped)
         .add("max_len", h.max_len)
@@ -310,5 +358,17 @@ mod tests {
             None
         );
         assert_eq!(tagged_text(br#"{"text":"joined"}"#), None);
+    }
+
+    #[test]
+    fn the_json_corpus_carries_seq_and_time_stamp_first() {
+        let mut line = Vec::new();
+        crate::feed::json_line(&mut line, 41, &mut 7);
+        assert!(matches!(parse(&line[..80]), Line::Data { seq: 41, .. }));
+        assert!(matches!(
+            parse(br#"{"seq":3,"ns":17}"#),
+            Line::Data { seq: 3, nanos: 17 }
+        ));
+        assert!(matches!(parse(br#"{"seq":3,"ts":17}"#), Line::Other));
     }
 }

@@ -1,5 +1,7 @@
 //! `idle`: open N connections, complete every handshake, hold them, send nothing.
-//! The script reads the server's RSS before and while they are held.
+//! The script reads the server's RSS before and while they are held. With `--deflate`
+//! each offers permessage-deflate and the server must accept it (what compression
+//! costs an idle connection).
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -12,6 +14,8 @@ pub struct Args {
     pub n: usize,
     pub hold: Duration,
     pub concurrency: usize,
+    /// Offer permessage-deflate; the server must accept it.
+    pub deflate: bool,
 }
 
 #[derive(Default)]
@@ -38,6 +42,7 @@ impl Handler for Idle {
 
 pub fn run(args: Args) -> io::Result<()> {
     let mut d = Driver::new(args.target)?;
+    d.deflate = args.deflate;
     let mut h = Idle::default();
     let mut started = 0;
     let begin = Instant::now();
@@ -82,6 +87,7 @@ pub fn run(args: Args) -> io::Result<()> {
         d.turn(&mut h, Some(left.min(Duration::from_millis(500))))?;
     }
     Report::new("idle")
+        .add("deflate", u8::from(args.deflate))
         .add("open", d.open)
         .add("failed", h.failed)
         .add_f("connect_s", connect_secs)

@@ -8,6 +8,7 @@
 //! share: near 100% means the load generator, not the server, was the limit.
 
 mod client;
+mod deflate_cost;
 mod echo;
 mod fanout;
 mod feed;
@@ -43,6 +44,9 @@ enum Cmd {
         /// Handshakes in flight at once.
         #[arg(long, default_value_t = 256)]
         concurrency: usize,
+        /// Offer permessage-deflate (the server must accept it).
+        #[arg(long)]
+        deflate: bool,
     },
     /// Connect N clients, print `ready`, then count and time every line delivered.
     Fanout {
@@ -72,6 +76,10 @@ enum Cmd {
         /// each line from inside its JSON `{"id":...,"text":"<line>"}`.
         #[arg(long)]
         resume: bool,
+        /// Offer permessage-deflate (the server must accept it) and inflate what arrives
+        /// compressed, one inflater per client kept across messages.
+        #[arg(long)]
+        deflate: bool,
     },
     /// Open N resuming clients at once (`wscast.resume`, `?since=ID`); each must get the
     /// status and exactly `expect` messages. Reports the time until all have them.
@@ -149,6 +157,20 @@ enum Cmd {
         /// Leave out the closing `END <lines>` line.
         #[arg(long)]
         no_end: bool,
+        /// `padded` (`<seq> <nanos> xxx…` of --size bytes) or `json` (log lines of
+        /// about 200–250 bytes).
+        #[arg(long, value_enum, default_value_t = feed::Corpus::Padded)]
+        corpus: feed::Corpus,
+    },
+    /// Compress the JSON corpus as wscast's shared stream does, with flate2 on zlib-rs
+    /// (wscast's) and with miniz_oxide (flate2's pure-Rust backend): µs per KiB, ratio.
+    DeflateCost {
+        /// Lines per pass.
+        #[arg(long, default_value_t = 20_000)]
+        lines: usize,
+        /// Passes per library, alternated.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
 }
 
@@ -163,6 +185,7 @@ fn main() -> ExitCode {
             n,
             hold,
             concurrency,
+            deflate,
         } => {
             if (nofile as usize) < n + 16 {
                 eprintln!("loadgen: open-files limit {nofile} is too low for {n} connections");
@@ -173,6 +196,7 @@ fn main() -> ExitCode {
                     n,
                     hold: secs(hold),
                     concurrency,
+                    deflate,
                 })
             })
         }
@@ -186,6 +210,7 @@ fn main() -> ExitCode {
             rcvbuf,
             spin,
             resume,
+            deflate,
         } => target(&url).map(|target| {
             fanout::run(fanout::Args {
                 target,
@@ -197,6 +222,7 @@ fn main() -> ExitCode {
                 rcvbuf,
                 spin,
                 resume,
+                deflate,
             })
         }),
         Cmd::Resume {
@@ -255,12 +281,17 @@ fn main() -> ExitCode {
             })
         }),
         Cmd::JwtKeys { dir } => Ok(jwt::run(&dir)),
+        Cmd::DeflateCost { lines, rounds } => {
+            deflate_cost::run(lines, rounds);
+            Ok(Ok(()))
+        }
         Cmd::Feed {
             rate,
             duration,
             size,
             count,
             no_end,
+            corpus,
         } => {
             let rate = match rate.as_str() {
                 "max" => Ok(None),
@@ -276,6 +307,7 @@ fn main() -> ExitCode {
                     size,
                     count,
                     no_end,
+                    corpus,
                 })
             })
         }
