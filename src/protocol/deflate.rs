@@ -34,6 +34,12 @@ pub const MAX_WINDOW_BITS: u8 = 15;
 /// gigabytes is stopped after the limit plus one step, never buffered whole.
 const INFLATE_STEP: usize = 64 * 1024;
 
+/// The first step's room for output: a few times the input (text inflates 3–10×), at
+/// least this. Each step's room is zeroed before zlib writes into it, so it starts small
+/// and doubles while the output keeps filling it: a 40-byte message does not pay for
+/// zeroing 64 KiB.
+const FIRST_STEP: usize = 256;
+
 /// One `permessage-deflate` offer from a client's `Sec-WebSocket-Extensions` (§7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Offer {
@@ -253,8 +259,12 @@ impl Inflate {
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
+        let mut step = input
+            .len()
+            .saturating_mul(4)
+            .clamp(FIRST_STEP, INFLATE_STEP);
         while !input.is_empty() && !self.ended {
-            let room = (limit + 1).saturating_sub(out.len()).min(INFLATE_STEP);
+            let room = (limit + 1).saturating_sub(out.len()).min(step);
             if room == 0 {
                 return Err(InflateError::TooBig);
             }
@@ -277,10 +287,13 @@ impl Inflate {
             if out.len() > limit {
                 return Err(InflateError::TooBig);
             }
+            if produced == room {
+                step = (step * 2).min(INFLATE_STEP);
+            }
         }
         // Output still held back for want of room: the loop above stops only when the
         // input is used up, so ask for what is pending.
-        self.drain(out, limit)
+        self.drain(out, limit, step)
     }
 
     /// §7.2.2: appends the removed tail and inflates what is left of the message.
@@ -289,9 +302,14 @@ impl Inflate {
     }
 
     /// Takes output the inflater has ready without more input.
-    fn drain(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
+    fn drain(
+        &mut self,
+        out: &mut Vec<u8>,
+        limit: usize,
+        mut step: usize,
+    ) -> Result<(), InflateError> {
         while !self.ended {
-            let room = (limit + 1).saturating_sub(out.len()).min(INFLATE_STEP);
+            let room = (limit + 1).saturating_sub(out.len()).min(step);
             if room == 0 {
                 return Err(InflateError::TooBig);
             }
@@ -312,6 +330,7 @@ impl Inflate {
             if out.len() > limit {
                 return Err(InflateError::TooBig);
             }
+            step = (step * 2).min(INFLATE_STEP);
         }
         Ok(())
     }
