@@ -271,6 +271,20 @@ def protocol(driver):
     return driver.execute_script("return ws && ws.readyState === WebSocket.OPEN ? ws.protocol : null")
 
 
+def extensions(driver):
+    """The extensions the page's WebSocket negotiated ("" for none), or None if it has none open."""
+    return driver.execute_script("return ws && ws.readyState === WebSocket.OPEN ? ws.extensions : null")
+
+
+def sent_bytes(port):
+    """wscast_sent_bytes_total from GET /metrics, and the size of that response's body."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    m = re.search(r"^wscast_sent_bytes_total (\d+)$", body, re.M)
+    assert m, "no wscast_sent_bytes_total in /metrics"
+    return int(m.group(1)), len(body)
+
+
 def log_has(text, kind=None):
     return lambda d: any(t == text and (kind is None or kind in c.split()) for c, t in log_entries(d))
 
@@ -418,6 +432,18 @@ def run_test(binary, artifacts):
 
         checks.run("the page opts in to resume (subprotocol wscast.resume)", opts_in_to_resume)
 
+        def negotiates_deflate():
+            # Chromium offers "permessage-deflate; client_max_window_bits"; RFC 7692 §7.1.1.2:
+            # wscast always answers client_no_context_takeover.
+            got = extensions(driver)
+            params = [p.strip() for p in (got or "").split(";")]
+            assert params[0] == "permessage-deflate", f"ws.extensions is {got!r}"
+            assert "client_no_context_takeover" in params[1:], f"ws.extensions is {got!r}"
+            return f"ws.extensions is {got!r}"
+
+        checks.run("the page negotiates permessage-deflate, answered client_no_context_takeover",
+                   negotiates_deflate)
+
         def resumes_after_a_cut():
             proxy = Proxy(state["port"])
             try:
@@ -558,6 +584,54 @@ def run_test(binary, artifacts):
             return "ws.protocol 'wscast.resume', a JSON-looking line shown as sent"
 
         checks.run("with --history 0 the page still opens and shows lines as sent", without_history)
+
+        def compressed_stream():
+            nonlocal server
+            server.terminate()
+            server, port = start_server(binary, args=("--compression-epoch", "1"), log_path=server_log)
+            driver.get(f"http://127.0.0.1:{port}/")
+            wait_for(driver, "status pill shows open", is_open)
+            negotiated = extensions(driver)
+            assert negotiated and negotiated.startswith("permessage-deflate"), f"ws.extensions is {negotiated!r}"
+            driver.execute_script("window.wsBeforeFeed = ws;")
+            # The page joins the shared stream at the first reset after it connected (1 s).
+            time.sleep(1.5)
+            before, metrics_body = sent_bytes(port)
+            # About 3 s of lines over --compression-min (64 bytes), alike enough that the
+            # stream refers back across messages; one not UTF-8 (sent as binary) halfway.
+            total = 150
+            lines = [f"compressed line {i:03d}/{total}: the feed goes out deflated once for every "
+                     f"client in the stream, and each line must arrive whole, in order"
+                     for i in range(1, total + 1)]
+            blob = b"\xff\xfe" + bytes(range(0x80, 0x100))  # no newline in it, and not UTF-8
+            raw = 0
+            for i, line in enumerate(lines):
+                server.write(line)
+                raw += len(line)
+                if i == total // 2:
+                    server.write(blob)
+                    raw += len(blob)
+                time.sleep(3 / total)
+            wait_for(driver, "the last line", log_has(lines[-1], "in"))
+            entries = log_entries(driver)
+            got = [t for c, t in entries if "in" in c.split() and t.startswith("compressed line ")]
+            if got != lines:
+                lost = [t for t in lines if t not in got]
+                raise AssertionError(f"{len(got)} of {total} lines shown, lost {lost[:3]}, in order: {got == sorted(got)}")
+            assert any(t == f"<binary, {len(blob)} bytes>" and "bin" in c.split() for c, t in entries), \
+                "the binary line did not show as binary"
+            # Had an inflate failed, the page would have reconnected (and maybe resumed).
+            assert driver.execute_script("return ws === window.wsBeforeFeed"), "the page reconnected during the feed"
+            assert not any(c == "sys" and t.startswith("connection closed") for c, t in entries), \
+                "the connection closed during the feed"
+            after, _ = sent_bytes(port)
+            sent = after - before - metrics_body - 256  # less the first /metrics answer
+            assert sent < raw / 2, f"{sent} bytes sent for {raw} bytes of lines: not compressed"
+            return (f"ws.extensions {negotiated!r}; {total} text lines and 1 binary in order on one connection; "
+                    f"about {sent} bytes sent for {raw} bytes of lines")
+
+        checks.run("with --compression-epoch 1, lines after the first reset arrive compressed, whole and in order",
+                   compressed_stream)
     except Exception:  # noqa: BLE001 - a crash outside a check still counts
         checks.failed += 1
         say("FAIL  the test itself crashed:")
