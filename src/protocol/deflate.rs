@@ -30,14 +30,9 @@ pub const MIN_WINDOW_BITS: u8 = 8;
 /// The largest window, and the default when none is named.
 pub const MAX_WINDOW_BITS: u8 = 15;
 
-/// How much output one inflating step produces at most: a small frame that inflates to
-/// gigabytes is stopped after the limit plus one step, never buffered whole.
-const INFLATE_STEP: usize = 64 * 1024;
-
-/// The first step's room for output: a few times the input (text inflates 3–10×), at
-/// least this. Each step's room is zeroed before zlib writes into it, so it starts small
-/// and doubles while the output keeps filling it: a 40-byte message does not pay for
-/// zeroing 64 KiB.
+/// The first room made for output: a few times the input (text inflates 3–10×), at
+/// least this. zlib writes into the vector's spare capacity (nothing is zeroed first),
+/// and the capacity doubles while the output keeps filling it, never past the limit.
 const FIRST_STEP: usize = 256;
 
 /// One `permessage-deflate` offer from a client's `Sec-WebSocket-Extensions` (§7.1).
@@ -252,85 +247,55 @@ impl Inflate {
     }
 
     /// Inflates `input` onto `out`, failing with [`InflateError::TooBig`] as soon as
-    /// `out` would pass `limit` bytes (having produced at most one step more).
+    /// `out` passes `limit` bytes. A fresh `out` never grows past `limit + 1` bytes of
+    /// capacity, so a small frame that would inflate to gigabytes ("a decompression bomb")
+    /// costs at most the limit.
     pub fn push(
         &mut self,
-        mut input: &[u8],
+        input: &[u8],
         out: &mut Vec<u8>,
         limit: usize,
     ) -> Result<(), InflateError> {
-        let mut step = input
-            .len()
-            .saturating_mul(4)
-            .clamp(FIRST_STEP, INFLATE_STEP);
-        while !input.is_empty() && !self.ended {
-            let room = (limit + 1).saturating_sub(out.len()).min(step);
-            if room == 0 {
-                return Err(InflateError::TooBig);
-            }
-            let start = out.len();
-            out.resize(start + room, 0);
-            let (in_before, out_before) = (self.raw.total_in(), self.raw.total_out());
-            let status = self
-                .raw
-                .decompress(input, &mut out[start..], FlushDecompress::None);
-            let produced = (self.raw.total_out() - out_before) as usize;
-            let consumed = (self.raw.total_in() - in_before) as usize;
-            out.truncate(start + produced);
-            input = &input[consumed..];
-            match status {
-                Err(_) => return Err(InflateError::Corrupt),
-                Ok(Status::StreamEnd) => self.ended = true,
-                Ok(_) if consumed == 0 && produced == 0 => break,
-                Ok(_) => {}
-            }
-            if out.len() > limit {
-                return Err(InflateError::TooBig);
-            }
-            if produced == room {
-                step = (step * 2).min(INFLATE_STEP);
-            }
-        }
-        // Output still held back for want of room: the loop above stops only when the
-        // input is used up, so ask for what is pending.
-        self.drain(out, limit, step)
+        self.run(input, out, limit, FlushDecompress::None)
     }
 
     /// §7.2.2: appends the removed tail and inflates what is left of the message.
     pub fn finish(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
-        self.push(&TAIL, out, limit)
+        self.run(&TAIL, out, limit, FlushDecompress::Sync)
     }
 
-    /// Takes output the inflater has ready without more input.
-    fn drain(
+    fn run(
         &mut self,
+        mut input: &[u8],
         out: &mut Vec<u8>,
         limit: usize,
-        mut step: usize,
+        flush: FlushDecompress,
     ) -> Result<(), InflateError> {
-        while !self.ended {
-            let room = (limit + 1).saturating_sub(out.len()).min(step);
-            if room == 0 {
-                return Err(InflateError::TooBig);
+        let most = limit.saturating_add(1);
+        while !self.ended && out.len() <= limit {
+            if out.len() == out.capacity() {
+                let want = out
+                    .capacity()
+                    .max(input.len().saturating_mul(4))
+                    .max(FIRST_STEP);
+                out.reserve_exact(want.min(most - out.len()));
             }
-            let start = out.len();
-            out.resize(start + room, 0);
-            let out_before = self.raw.total_out();
-            let status = self
-                .raw
-                .decompress(&[], &mut out[start..], FlushDecompress::Sync);
+            let spare = out.capacity() - out.len();
+            let (in_before, out_before) = (self.raw.total_in(), self.raw.total_out());
+            let status = self.raw.decompress_vec(input, out, flush);
+            let consumed = (self.raw.total_in() - in_before) as usize;
             let produced = (self.raw.total_out() - out_before) as usize;
-            out.truncate(start + produced);
+            input = &input[consumed..];
             match status {
                 Err(_) => return Err(InflateError::Corrupt),
                 Ok(Status::StreamEnd) => self.ended = true,
-                Ok(_) if produced < room => break,
+                // Room was left over: all the output this input makes is out.
+                Ok(_) if produced < spare && (input.is_empty() || consumed == 0) => break,
                 Ok(_) => {}
             }
-            if out.len() > limit {
-                return Err(InflateError::TooBig);
-            }
-            step = (step * 2).min(INFLATE_STEP);
+        }
+        if out.len() > limit {
+            return Err(InflateError::TooBig);
         }
         Ok(())
     }
@@ -612,7 +577,8 @@ mod tests {
             .push(&bomb, &mut out, 1 << 20)
             .and_then(|()| inflate.finish(&mut out, 1 << 20));
         assert_eq!(result, Err(InflateError::TooBig));
-        assert!(out.len() <= (1 << 20) + INFLATE_STEP, "{}", out.len());
+        assert_eq!(out.len(), (1 << 20) + 1);
+        assert!(out.capacity() <= (1 << 20) + 1, "{}", out.capacity());
 
         // BFINAL with BTYPE 11, "reserved (error)" (RFC 1951 §3.2.3).
         let mut out = Vec::new();
