@@ -27,6 +27,9 @@
 #    connection (goal <= 256 B for both).
 # 5. the deflate library: `loadgen deflate-cost`, zlib-rs (wscast's) vs miniz_oxide, on
 #    the same corpus: us per KiB and ratio.
+# 6. bombs: bench/bomb.py, 10 clients at once each sending one ~1 MB frame that inflates
+#    to 1 GiB, against the default --max-message (16 MiB): every one closed with 1009,
+#    and the server's peak RSS growth (VmHWM) against the 16 MiB it may inflate.
 #
 # Server on CPU 0, load generator and feeder on CPU 1 (taskset), like bench/run.sh, whose
 # helpers it shares (bench/lib.sh). 127.0.0.1 only; every process it starts is killed on
@@ -49,7 +52,7 @@ while [[ $# -gt 0 ]]; do
     --rounds) ROUNDS=$2; shift ;;
     --load) LOAD=$2; shift ;;
     --no-build) NO_BUILD=1 ;;
-    -h | --help) sed -n '2,32p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h | --help) sed -n '2,35p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -150,6 +153,23 @@ idle() {
     [[ $open == "$IDLE_N" ]] || FAILED+=("idle $v: $open of $IDLE_N open")
 }
 
+# bombs: decompression bombs against a broadcast server with the default limit.
+bombs() {
+    local hwm0 hwm1 r
+    start_server wscast broadcast
+    sleep 0.3
+    hwm0=$(rss_kb "$SPID" VmHWM)
+    r=$(taskset -c "$LOAD_CPU" python3 "$HERE/bomb.py" "${URL#ws://}" --clients 10 --inflated-mib 1024 2>"$OUT/bomb.err" | grep '^RESULT' || true)
+    hwm1=$(rss_kb "$SPID" VmHWM)
+    stop_server
+    if [[ -z $r ]]; then FAILED+=("bombs: no result ($(tail -n1 "$OUT/bomb.err"))"); return; fi
+    record bomb wscast closed_1009 "$(field "$r" closed_1009)"
+    record bomb wscast wire_bytes "$(field "$r" wire_bytes)"
+    record bomb wscast peak_growth_kb "$((hwm1 - hwm0))"
+    log "bombs: $(field "$r" closed_1009) of 10 closed with 1009; each $(field "$r" wire_bytes) B inflating to 1 GiB; server peak RSS $hwm0 -> $hwm1 kB"
+    [[ $(field "$r" closed_1009) == 10 ]] || FAILED+=("bombs: only $(field "$r" closed_1009) of 10 closed with 1009 ($(field "$r" codes))")
+}
+
 # --- run -----------------------------------------------------------------------------
 STARTED=$(date +%s)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -176,6 +196,7 @@ for round in $(seq "$ROUNDS"); do
     record ratio peer wire_vs_plain "$(awk -v a="${LAST_WIRE[peer]:-0}" -v b="${LAST_WIRE[plain]:-0}" 'BEGIN { if (b > 0) printf "%.3f\n", a / b }')"
     idle idle-plain
     idle idle-deflate --deflate
+    bombs
 done
 ELAPSED=$(($(date +%s) - STARTED))
 
@@ -199,6 +220,7 @@ rounds() { awk -F'\t' -v s="$1" -v v="$2" -v m="$3" '$1 == s && $2 == v && $3 ==
     echo "- deflate ÷ plain, wire bytes per delivery: $(M ratio deflate wire_vs_plain) ($(rounds ratio deflate wire_vs_plain)); goal ≤ 0.333"
     echo "- wscast ÷ py-broadcast, deliveries per server CPU-s: $(M ratio peer wscast_vs_peer_per_cpu) ($(rounds ratio peer wscast_vs_peer_per_cpu)); goal ≥ 20; the peer's wire ÷ plain: $(M ratio peer wire_vs_plain)"
     echo "- idle, $IDLE_N connections, RSS growth per connection: plain $(M idle idle-plain bytes_per_conn) B ($(rounds idle idle-plain bytes_per_conn)), deflate negotiated $(M idle idle-deflate bytes_per_conn) B ($(rounds idle idle-deflate bytes_per_conn)); goal ≤ 256 B"
+    echo "- decompression bombs, 10 at once, each a $(M bomb wscast wire_bytes)-byte frame inflating to 1 GiB, --max-message 16 MiB: $(M bomb wscast closed_1009) of 10 closed with 1009; server peak RSS growth $(M bomb wscast peak_growth_kb) kB ($(rounds bomb wscast peak_growth_kb)) against the 16,384 kB limit"
     echo "- deflate library, $(field "$COST" lines) lines of $(field "$COST" line_bytes) B on average: zlib-rs $(field "$COST" zlib_rs_us_per_kib) µs/KiB, ratio $(field "$COST" zlib_rs_ratio); miniz_oxide $(field "$COST" miniz_oxide_us_per_kib) µs/KiB, ratio $(field "$COST" miniz_oxide_ratio)"
     if [[ ${#FAILED[@]} -gt 0 ]]; then
         echo
