@@ -724,7 +724,7 @@ impl Server {
                         // A client compressed message by message may get its own messages
                         // compressed (an echo); one in the shared stream never does.
                         let packed = if peer.flags.get(PER_MESSAGE) {
-                            self.compressor.one_message(&data, peer.flags.window_bits())
+                            Some(self.compressor.one_message(&data, peer.flags.window_bits()))
                         } else {
                             None
                         };
