@@ -58,6 +58,11 @@ pub struct Agreed {
     /// §7.1.2.1: the window the server's compressor may use (the client's inflater holds
     /// at least this much).
     pub server_max_window_bits: u8,
+    /// The offer named `server_max_window_bits`, so the answer names it too, even at 15:
+    /// "A server accepts an extension negotiation offer with this parameter by including
+    /// the server_max_window_bits extension parameter in the extension negotiation
+    /// response" (§7.1.2.1).
+    pub name_server_window: bool,
 }
 
 impl Agreed {
@@ -70,7 +75,7 @@ impl Agreed {
             value.push_str("; server_no_context_takeover");
         }
         value.push_str("; client_no_context_takeover");
-        if self.server_max_window_bits < MAX_WINDOW_BITS {
+        if self.name_server_window || self.server_max_window_bits < MAX_WINDOW_BITS {
             value.push_str(&format!(
                 "; server_max_window_bits={}",
                 self.server_max_window_bits
@@ -162,6 +167,7 @@ pub fn parse_answer(element: &str, offer: &Offer) -> Option<Result<Agreed, ()>> 
     Some(Ok(Agreed {
         server_no_context_takeover: answer.server_no_context_takeover,
         server_max_window_bits: answer.server_max_window_bits.unwrap_or(MAX_WINDOW_BITS),
+        name_server_window: answer.server_max_window_bits.is_some(),
     }))
 }
 
@@ -202,6 +208,7 @@ pub fn negotiate<'a>(
         .map(|offer| Agreed {
             server_no_context_takeover: per_message || offer.server_no_context_takeover,
             server_max_window_bits: offer.server_max_window_bits.unwrap_or(MAX_WINDOW_BITS),
+            name_server_window: offer.server_max_window_bits.is_some(),
         })
 }
 
@@ -261,7 +268,14 @@ impl Inflate {
 
     /// §7.2.2: appends the removed tail and inflates what is left of the message.
     pub fn finish(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), InflateError> {
-        self.run(&TAIL, out, limit, FlushDecompress::Sync)
+        let result = self.run(&TAIL, out, limit, FlushDecompress::Sync);
+        if self.ended {
+            // §7.2.3.4: the message ended its DEFLATE stream with a BFINAL block, so the
+            // next one, window kept or not, starts a new stream.
+            self.raw.reset(false);
+            self.ended = false;
+        }
+        result
     }
 
     fn run(
@@ -351,6 +365,13 @@ impl Deflate {
         if out[start..].ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
         }
+        if out.len() == start {
+            // zlib does not repeat a sync flush with nothing new to flush, so an empty
+            // message after another gives no bytes; appending the tail to nothing would
+            // make a stored block of 0xff00 bytes. §7.2.3.6: an empty message may be
+            // sent as a single 0x00 (an empty fixed-Huffman block).
+            out.push(0x00);
+        }
     }
 
     /// Starts a fresh stream: nothing compressed after this refers to anything before.
@@ -431,6 +452,16 @@ mod tests {
             "permessage-deflate; server_no_context_takeover; client_no_context_takeover; \
              server_max_window_bits=9"
         );
+        // §7.1.2.1: an offer naming server_max_window_bits is accepted by naming it, even
+        // at 15 (found by the deflate_offer fuzz target); our own client agrees.
+        let offer = "permessage-deflate; server_max_window_bits=15";
+        let agreed = negotiate([offer], false).unwrap();
+        assert_eq!(
+            agreed.header(),
+            "permessage-deflate; client_no_context_takeover; server_max_window_bits=15"
+        );
+        let parsed = parse_offer(offer).unwrap().unwrap();
+        assert_eq!(parse_answer(&agreed.header(), &parsed), Some(Ok(agreed)));
         // Echo mode compresses each message on its own.
         assert!(
             negotiate(["permessage-deflate"], true)
@@ -451,6 +482,7 @@ mod tests {
         let kept = |bits| Agreed {
             server_no_context_takeover: false,
             server_max_window_bits: bits,
+            name_server_window: bits < MAX_WINDOW_BITS,
         };
         let table: &[(&str, Option<Result<Agreed, ()>>)] = &[
             ("permessage-deflate", Some(Ok(kept(15)))),
@@ -464,6 +496,7 @@ mod tests {
                 Some(Ok(Agreed {
                     server_no_context_takeover: true,
                     server_max_window_bits: 15,
+                    name_server_window: false,
                 })),
             ),
             // §7.1.2.1: the server may name its window unasked.
@@ -587,6 +620,41 @@ mod tests {
             Inflate::new().push(&garbage, &mut out, 1000),
             Err(InflateError::Corrupt)
         );
+    }
+
+    /// Found by the inflate_message fuzz target: an empty message after another, with
+    /// the window kept, is one 0x00 byte (§7.2.3.6), not nothing.
+    #[test]
+    fn section_7_2_3_6_an_empty_message_in_a_kept_stream() {
+        let mut deflate = Deflate::new(15);
+        let mut inflate = Inflate::new();
+        for text in [&b"Hello"[..], b"", b"Hello", b""] {
+            let mut packed = Vec::new();
+            deflate.message(text, &mut packed);
+            assert!(!packed.is_empty());
+            let mut out = Vec::new();
+            inflate.push(&packed, &mut out, 100).unwrap();
+            inflate.finish(&mut out, 100).unwrap();
+            assert_eq!(out, text);
+        }
+    }
+
+    /// Found by the inflate_message fuzz target: a message may end its DEFLATE stream
+    /// with a BFINAL block (§7.2.3.4); the next one starts a new stream and inflates.
+    #[test]
+    fn section_7_2_3_4_a_final_block_then_the_next_message() {
+        // "Hello" as one final fixed-Huffman block (zlib's raw deflate with Z_FINISH).
+        let mut final_block = Vec::with_capacity(64);
+        let mut raw = flate2::Compress::new(flate2::Compression::default(), false);
+        raw.compress_vec(b"Hello", &mut final_block, flate2::FlushCompress::Finish)
+            .unwrap();
+        let mut inflate = Inflate::new();
+        for _ in 0..2 {
+            let mut out = Vec::new();
+            inflate.push(&final_block, &mut out, 100).unwrap();
+            inflate.finish(&mut out, 100).unwrap();
+            assert_eq!(out, b"Hello");
+        }
     }
 
     /// Split anywhere, the compressed bytes inflate to the same message.

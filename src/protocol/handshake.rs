@@ -1058,6 +1058,7 @@ mod tests {
         let kept = Agreed {
             server_no_context_takeover: false,
             server_max_window_bits: 15,
+            name_server_window: false,
         };
         type Row<'a> = (
             &'a [&'a str],
