@@ -23,7 +23,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
 fi
 cd "$(dirname "$0")"
 
-targets="${FUZZ_TARGETS:-frame_header message_assembler handshake connection chat_commands ws_url resume_message}"
+targets="${FUZZ_TARGETS:-frame_header message_assembler handshake connection chat_commands ws_url resume_message deflate_offer inflate_message}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 build_dir=()
 if [ "$sanitizer" != none ]; then
@@ -34,11 +34,13 @@ if [ "$sanitizer" != none ]; then
 fi
 
 # The largest input each target is given: connection needs room for a handshake and a
-# message near the 64 KiB limit; a frame header is at most 14 bytes.
+# message near the 64 KiB limit; inflate_message for several messages of up to its
+# 4 KiB limit; a frame header is at most 14 bytes.
 max_len() {
     case "$1" in
         frame_header) echo 64 ;;
         message_assembler) echo 16384 ;;
+        inflate_message) echo 16384 ;;
         handshake) echo 16384 ;;
         connection) echo 65536 ;;
         *) echo 4096 ;;
