@@ -14,7 +14,7 @@ use simplelog::{ColorChoice, ConfigBuilder, TermLogger, TerminalMode};
 
 use wscast::client;
 use wscast::server::{
-    self, Cidr, Config, JwtAuth, Mode, PublishRule, DEFAULT_COMPRESSION_EPOCH_SECS,
+    self, Cidr, Config, JwtAuth, Mode, PublishRule, Tls, DEFAULT_COMPRESSION_EPOCH_SECS,
     DEFAULT_COMPRESSION_MIN, DEFAULT_HISTORY, DEFAULT_HISTORY_BYTES, DEFAULT_LISTEN,
     DEFAULT_MAX_BACKLOG, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_MESSAGE, DEFAULT_MAX_RATE,
     DEFAULT_PATH, DEFAULT_PING_INTERVAL_SECS,
@@ -114,6 +114,13 @@ struct ServeArgs {
     /// public key (PEM)
     #[arg(long, value_name = "FILE")]
     auth_jwt_key: Option<PathBuf>,
+    /// Serve everything over TLS (wss://, https://) with this certificate chain (PEM);
+    /// SIGHUP reloads it
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Every stdin line is a message, even one starting with '/'
     #[arg(long)]
     no_commands: bool,
@@ -304,6 +311,10 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
             Some(auth)
         }
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
+        _ => None,
+    };
     let ping_interval = (args.ping_interval > 0).then(|| Duration::from_secs(args.ping_interval));
     let idle_timeout = Duration::from_secs(
         args.idle_timeout
@@ -337,6 +348,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
             (Some(rate), _) => Some(rate),
             (None, _) => Some(DEFAULT_MAX_RATE),
         },
+        tls,
     })
 }
 

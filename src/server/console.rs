@@ -111,16 +111,26 @@ pub fn parse(line: &[u8], commands: bool) -> Command<'_> {
 /// path, then the page's URL. A wildcard address (`0.0.0.0`, `[::]`) is where wscast
 /// listens, not an address to connect to (it means "this host" only by accident, and
 /// newer browsers block it), so each URL is also given with this machine's loopback
-/// address and with its host name.
-pub fn announcement(local: SocketAddr, paths: &[String], hostname: &str) -> Vec<String> {
+/// address and with its host name. Over TLS (`secure`) the schemes are `wss` and `https`.
+pub fn announcement(
+    local: SocketAddr,
+    paths: &[String],
+    hostname: &str,
+    secure: bool,
+) -> Vec<String> {
+    let (ws, http) = if secure {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    };
     let ip = local.ip();
     let port = local.port();
     let mut lines = Vec::new();
     if !ip.is_unspecified() {
         for path in paths {
-            lines.push(format!("listening on ws://{local}{path}"));
+            lines.push(format!("listening on {ws}://{local}{path}"));
         }
-        lines.push(format!("browser client at http://{local}/"));
+        lines.push(format!("browser client at {http}://{local}/"));
         return lines;
     }
     let loopback = SocketAddr::new(
@@ -141,11 +151,11 @@ pub fn announcement(local: SocketAddr, paths: &[String], hostname: &str) -> Vec<
     };
     for path in paths {
         lines.push(format!(
-            "listening on ws://{local}{path} (every interface): {}",
-            urls("ws", path)
+            "listening on {ws}://{local}{path} (every interface): {}",
+            urls(ws, path)
         ));
     }
-    lines.push(format!("browser client at {}", urls("http", "/")));
+    lines.push(format!("browser client at {}", urls(http, "/")));
     lines
 }
 
@@ -440,7 +450,7 @@ mod tests {
     fn a_specific_address_is_announced_as_it_is() {
         let local: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         assert_eq!(
-            announcement(local, &paths(&["/ws", "/feed"]), "box"),
+            announcement(local, &paths(&["/ws", "/feed"]), "box", false),
             [
                 "listening on ws://127.0.0.1:8080/ws",
                 "listening on ws://127.0.0.1:8080/feed",
@@ -453,7 +463,7 @@ mod tests {
     fn a_wildcard_address_comes_with_urls_a_client_can_use() {
         let local: SocketAddr = "0.0.0.0:8080".parse().unwrap();
         assert_eq!(
-            announcement(local, &paths(&["/ws"]), "box"),
+            announcement(local, &paths(&["/ws"]), "box", false),
             [
                 "listening on ws://0.0.0.0:8080/ws (every interface): \
                  ws://127.0.0.1:8080/ws from this machine, ws://box:8080/ws from others",
@@ -463,11 +473,33 @@ mod tests {
         );
         let local: SocketAddr = "[::]:9000".parse().unwrap();
         assert_eq!(
-            announcement(local, &paths(&["/ws"]), "localhost"),
+            announcement(local, &paths(&["/ws"]), "localhost", false),
             [
                 "listening on ws://[::]:9000/ws (every interface): \
                  ws://[::1]:9000/ws from this machine",
                 "browser client at http://[::1]:9000/ from this machine",
+            ]
+        );
+    }
+
+    #[test]
+    fn over_tls_the_urls_are_wss_and_https() {
+        let local: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        assert_eq!(
+            announcement(local, &paths(&["/ws"]), "box", true),
+            [
+                "listening on wss://127.0.0.1:8443/ws",
+                "browser client at https://127.0.0.1:8443/",
+            ]
+        );
+        let local: SocketAddr = "0.0.0.0:8443".parse().unwrap();
+        assert_eq!(
+            announcement(local, &paths(&["/ws"]), "box", true),
+            [
+                "listening on wss://0.0.0.0:8443/ws (every interface): \
+                 wss://127.0.0.1:8443/ws from this machine, wss://box:8443/ws from others",
+                "browser client at https://127.0.0.1:8443/ from this machine, \
+                 https://box:8443/ from others",
             ]
         );
     }

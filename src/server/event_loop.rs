@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, trace, warn};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
@@ -140,7 +140,12 @@ impl Server {
         let local = listener.local_addr()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        // SIGHUP reloads the certificate; without TLS it keeps its default (it ends us).
+        let mut signals = if config.tls.is_some() {
+            Signals::new([SIGINT, SIGTERM, SIGHUP])?
+        } else {
+            Signals::new([SIGINT, SIGTERM])?
+        };
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let stdin = StdinFeed::open(poll.registry(), STDIN, config.max_message, config.commands)?;
@@ -200,7 +205,8 @@ impl Server {
             .nodename()
             .to_string_lossy()
             .into_owned();
-        for line in console::announcement(self.local, &self.config.paths, &hostname) {
+        let secure = self.config.tls.is_some();
+        for line in console::announcement(self.local, &self.config.paths, &hostname, secure) {
             info!("{line}");
         }
         let mut events = Events::with_capacity(1024);
@@ -295,7 +301,16 @@ impl Server {
             match listener.accept() {
                 Ok((socket, addr)) => {
                     self.accept_blocked = false;
-                    let mut transport = Transport::plain(socket);
+                    let mut transport = match &self.config.tls {
+                        None => Transport::plain(socket),
+                        Some(tls) => match tls.session() {
+                            Ok(session) => Transport::tls(socket, session),
+                            Err(e) => {
+                                warn!("{addr}: cannot start a TLS session: {e}");
+                                continue;
+                            }
+                        },
+                    };
                     let entry = self.peers.vacant_entry();
                     let token = Token(entry.key() + FIRST_PEER);
                     if let Err(e) = transport.register(self.poll.registry(), token) {
@@ -355,6 +370,13 @@ impl Server {
                     self.on_input(key, &buf[..n]);
                     let drained = n < buf.len();
                     self.read_buf = buf;
+                    let Some(peer) = self.peers.get_mut(key) else {
+                        return;
+                    };
+                    if peer.transport.owes_output() {
+                        peer.mark_dirty(key, &mut self.dirty);
+                    }
+                    let drained = drained && peer.transport.short_read_drains();
                     // Edge-triggered: a short read emptied the socket, and anything
                     // arriving later (data or FIN) raises a new event. Skip the read
                     // that would only say WouldBlock.
@@ -362,9 +384,22 @@ impl Server {
                         return;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // A TLS handshake message may be waiting to go out.
+                    if peer.transport.owes_output() {
+                        peer.mark_dirty(key, &mut self.dirty);
+                    }
+                    return;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return self.drop_peer(key, &format!("read failed: {e}")),
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::InvalidData {
+                        // TLS refused it: plain HTTP or garbage on a TLS port, a broken
+                        // handshake or record. Nobody else notices.
+                        warn!("{}: {e}; dropped", peer.name());
+                    }
+                    return self.drop_peer(key, &format!("read failed: {e}"));
+                }
             }
         }
     }
@@ -980,7 +1015,9 @@ impl Server {
 
     fn on_signals(&mut self) {
         for signal in self.signals.pending() {
-            if self.shutdown.is_some() {
+            if signal == SIGHUP {
+                self.reload_tls();
+            } else if self.shutdown.is_some() {
                 info!("second signal: exiting now");
                 self.hurry = true;
             } else {
@@ -992,6 +1029,21 @@ impl Server {
                 info!("{name} received");
                 self.begin_shutdown();
             }
+        }
+    }
+
+    /// SIGHUP: the certificate pair is read again; new connections get it, open ones go
+    /// on with theirs. A broken pair is logged and the old one stays.
+    fn reload_tls(&mut self) {
+        let Some(tls) = &mut self.config.tls else {
+            return;
+        };
+        match tls.reload() {
+            Ok(()) => info!(
+                "SIGHUP: certificate reloaded from {}; new connections use it",
+                tls.cert_path().display()
+            ),
+            Err(e) => error!("SIGHUP: {e}; keeping the certificate loaded before"),
         }
     }
 

@@ -30,6 +30,7 @@ mod metrics;
 mod peer;
 mod routes;
 mod timer;
+mod tls;
 mod transport;
 
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ pub use crate::app::Mode;
 pub use access::{Cidr, PublishRule};
 pub use auth::JwtAuth;
 pub use event_loop::Server;
+pub use tls::Tls;
 
 /// Default `--listen`: loopback only, so a server started without options is not exposed
 /// to the network.
@@ -110,6 +112,8 @@ pub struct Config {
     pub exit_on_eof: bool,
     /// Most messages per second a client may send (`--max-rate`); `None`: no limit.
     pub max_rate: Option<u32>,
+    /// `--tls-cert` and `--tls-key`: everything on the port is served over TLS.
+    pub tls: Option<Tls>,
 }
 
 impl Default for Config {
@@ -136,6 +140,7 @@ impl Default for Config {
             commands: true,
             exit_on_eof: false,
             max_rate: Some(DEFAULT_MAX_RATE),
+            tls: None,
         }
     }
 }

@@ -1,10 +1,15 @@
-//! The byte pipe under a connection: plain TCP (TLS will be a second kind).
+//! The byte pipe under a connection: plain TCP, or TLS over it (rustls).
 //!
 //! Everything above it deals in plaintext bytes: [`Transport::read`] fills a buffer,
 //! [`Transport::send`] writes what an [`Outbox`] holds with as few `writev` calls as the
 //! socket allows, [`Transport::shutdown_write`] sends our FIN. It also keeps the one bit
 //! of poll state a pipe has: whether `WRITABLE` interest is registered, which it is only
 //! while output is waiting that the kernel would not take (mio's rule).
+//!
+//! Over TLS, the outbox is encrypted one record's worth at a time, and only once rustls
+//! has handed the previous record to the kernel: what a slow client has not taken stays
+//! in the outbox, where `--max-backlog` and the stdin pause see it, and never piles up
+//! unseen inside rustls.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown};
@@ -12,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Shutdown};
 use log::debug;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
+use rustls::ServerConnection;
 
 use crate::protocol::Outbox;
 
@@ -25,6 +31,10 @@ const MAX_IOV: usize = 16;
 /// over a 100 ms round trip (measurements: `bench/README.md`, "Design notes").
 const SEND_BUFFER: usize = 128 * 1024;
 
+/// Plaintext encrypted at a time over TLS: one full record (RFC 8446 §5.1: at most
+/// 2^14 bytes of plaintext per record).
+const TLS_CHUNK: usize = 16 * 1024;
+
 /// What a send achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flush {
@@ -35,11 +45,24 @@ pub enum Flush {
 }
 
 /// One connection's byte pipe.
-#[derive(Debug)]
 pub struct Transport {
     socket: TcpStream,
     /// `WRITABLE` interest is registered.
     wants_write: bool,
+    /// `close_notify` has been queued (it is sent once).
+    notified: bool,
+    /// The TLS session, on a `--tls-cert` port.
+    tls: Option<Box<ServerConnection>>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("socket", &self.socket)
+            .field("wants_write", &self.wants_write)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
 }
 
 impl Transport {
@@ -54,7 +77,29 @@ impl Transport {
         Transport {
             socket,
             wants_write: false,
+            notified: false,
+            tls: None,
         }
+    }
+
+    /// Wraps an accepted socket in a TLS server session.
+    pub fn tls(socket: TcpStream, session: ServerConnection) -> Transport {
+        let mut transport = Transport::plain(socket);
+        transport.tls = Some(Box::new(session));
+        transport
+    }
+
+    /// Whether a read shorter than the buffer means the socket is drained. Over TLS it
+    /// does not (one record's plaintext may be handed over while more bytes wait), so
+    /// the caller reads on until `WouldBlock`.
+    pub fn short_read_drains(&self) -> bool {
+        self.tls.is_none()
+    }
+
+    /// Whether encrypted bytes (a handshake message, an alert) wait to be sent: the
+    /// caller then flushes, even with an empty outbox.
+    pub fn owes_output(&self) -> bool {
+        self.tls.as_ref().is_some_and(|tls| tls.wants_write())
     }
 
     /// Registers the pipe with the poll, readable only, under `token`.
@@ -67,14 +112,49 @@ impl Transport {
         let _ = registry.deregister(&mut self.socket);
     }
 
-    /// Reads what has arrived into `buf`: `Ok(0)` is the peer's FIN.
+    /// Reads what has arrived into `buf`: `Ok(0)` is the peer's FIN (over TLS, also its
+    /// `close_notify`).
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.socket.read(buf)
+        let Some(tls) = &mut self.tls else {
+            return self.socket.read(buf);
+        };
+        loop {
+            // Plaintext already decrypted goes first.
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+            if tls.read_tls(&mut self.socket)? == 0 {
+                return Ok(0);
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // rustls has queued an alert saying why: send it, then give up.
+                let _ = tls.write_tls(&mut self.socket);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("TLS: {e}"),
+                ));
+            }
+            // The handshake's answers go out at once; what the socket will not take now
+            // goes when it is writable ([`Transport::owes_output`]).
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.socket) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
     }
 
     /// Writes from `outbox` until it is empty or the socket would block. `Interrupted`
     /// is retried; any other error is returned.
     pub fn send(&mut self, outbox: &mut Outbox) -> io::Result<Flush> {
+        if self.tls.is_some() {
+            return self.send_tls(outbox);
+        }
         while !outbox.is_empty() {
             let mut slices: [&[u8]; MAX_IOV] = [&[]; MAX_IOV];
             let n = outbox.slices(&mut slices);
@@ -97,6 +177,46 @@ impl Transport {
         Ok(Flush::Done)
     }
 
+    /// [`Transport::send`] over TLS: what rustls holds goes to the socket first, and only
+    /// then is the next record's worth of the outbox encrypted.
+    fn send_tls(&mut self, outbox: &mut Outbox) -> io::Result<Flush> {
+        let tls = self.tls.as_mut().expect("a TLS transport");
+        loop {
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.socket) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if outbox.is_empty() || tls.is_handshaking() {
+                return Ok(Flush::Done);
+            }
+            let mut slices: [&[u8]; MAX_IOV] = [&[]; MAX_IOV];
+            let n = outbox.slices(&mut slices);
+            let mut room = TLS_CHUNK;
+            let mut chunk: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
+            let mut used = 0;
+            for slice in &slices[..n] {
+                if room == 0 {
+                    break;
+                }
+                let take = slice.len().min(room);
+                chunk[used] = IoSlice::new(&slice[..take]);
+                used += 1;
+                room -= take;
+            }
+            let encrypted = tls.writer().write_vectored(&chunk[..used])?;
+            if encrypted == 0 {
+                // rustls's own buffer limit: wait for the socket to take what it holds.
+                return Ok(Flush::Blocked);
+            }
+            outbox.consume(encrypted);
+        }
+    }
+
     /// Registers `WRITABLE` interest (with `READABLE`) while `on`, under `token`; a
     /// change only, so a steady state costs no system call.
     pub fn want_write(&mut self, registry: &Registry, token: Token, on: bool) {
@@ -112,9 +232,28 @@ impl Transport {
         let _ = registry.reregister(&mut self.socket, token, interest);
     }
 
-    /// Sends our FIN: nothing more will be written.
+    /// Sends our FIN: nothing more will be written. Over TLS, a `close_notify` alert
+    /// goes first (RFC 8446 §6.1), so the peer can tell our end from a truncation.
     pub fn shutdown_write(&mut self) {
+        self.close_notify();
         let _ = self.socket.shutdown(Shutdown::Write);
+    }
+
+    /// Queues and sends `close_notify`, once, as far as the socket takes it now.
+    fn close_notify(&mut self) {
+        if let Some(tls) = &mut self.tls {
+            if !self.notified && !tls.is_handshaking() {
+                self.notified = true;
+                tls.send_close_notify();
+            }
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.socket) {
+                    Ok(n) if n > 0 => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    _ => break,
+                }
+            }
+        }
     }
 
     /// The address at the other end (unspecified if the socket no longer knows).
@@ -129,5 +268,13 @@ impl Transport {
         self.socket
             .peer_addr()
             .map_or_else(|_| "gone".to_owned(), |addr| addr.to_string())
+    }
+}
+
+impl Drop for Transport {
+    /// Every close path ends here: over TLS, `close_notify` before the FIN the socket's
+    /// close sends.
+    fn drop(&mut self) {
+        self.close_notify();
     }
 }
