@@ -100,7 +100,8 @@ impl Server {
             readers: vec![stderr_reader, stdout_reader],
             upgrades: 0,
         };
-        let line = server.wait_for_log("listening on ws://127.0.0.1:", TIMEOUT);
+        // `ws://`, or `wss://` with --tls-cert.
+        let line = server.wait_for_log("listening on ", TIMEOUT);
         server.port = parse_port(&line).unwrap_or_else(|| panic!("no port in {line:?}"));
         server
     }
@@ -541,7 +542,7 @@ fn lines_of(pipe: impl Read) -> impl Iterator<Item = String> {
 
 /// The port in a `listening on ws://127.0.0.1:PORT/path` line.
 fn parse_port(line: &str) -> Option<u16> {
-    let rest = &line[line.find("ws://127.0.0.1:")? + "ws://127.0.0.1:".len()..];
+    let rest = &line[line.find("://127.0.0.1:")? + "://127.0.0.1:".len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
