@@ -13,6 +13,9 @@
 #   AUTOBAHN_RESULTS=FILE   where the compact results go (default autobahn/results.json
 #                           for the default selection, autobahn/reports/results.json otherwise)
 #   PYTHON=python3          interpreter used to create autobahn/.venv
+#   AUTOBAHN_TLS=1          serve over TLS (--tls-cert, a certificate made with openssl) and
+#                           run kosoku through autobahn/tls_relay.py (kosoku has no TLS);
+#                           default cases then 1-10, results autobahn/results-tls.json
 #
 # Writes the full reports to autobahn/reports/: the server's log wscast.log (stderr; the
 # messages it prints on stdout are dropped), and
@@ -63,12 +66,20 @@ read_spec() { "$PY" -c 'import json, sys
 print(" ".join(json.load(open(sys.argv[1])).get(sys.argv[2], [])))' "$HERE/fuzzingclient.json" "$1"; }
 DEFAULT_SELECTION=1
 if [[ -n ${AUTOBAHN_CASES:-}${AUTOBAHN_EXCLUDE:-} ]]; then DEFAULT_SELECTION=0; fi
-read -r -a CASES <<<"${AUTOBAHN_CASES:-$(read_spec cases)}"
+TLS=${AUTOBAHN_TLS:-0}
+DEFAULT_CASES=$(read_spec cases)
+if [[ $TLS == 1 ]]; then
+    # Over TLS: the RFC 6455 sections (compression is the same code either way).
+    DEFAULT_CASES=$(tr ' ' '\n' <<<"$DEFAULT_CASES" | grep -vE '^1[23]\.' | tr '\n' ' ')
+fi
+read -r -a CASES <<<"${AUTOBAHN_CASES:-$DEFAULT_CASES}"
 read -r -a EXCLUDE <<<"${AUTOBAHN_EXCLUDE:-$(read_spec exclude-cases)}"
 SELECT=()
 for c in "${CASES[@]}"; do SELECT+=(-i "$c"); done
 for c in "${EXCLUDE[@]}"; do SELECT+=(-x "$c"); done
-if [[ $DEFAULT_SELECTION == 1 ]]; then
+if [[ $DEFAULT_SELECTION == 1 && $TLS == 1 ]]; then
+    RESULTS=${AUTOBAHN_RESULTS:-$HERE/results-tls.json}
+elif [[ $DEFAULT_SELECTION == 1 ]]; then
     RESULTS=${AUTOBAHN_RESULTS:-$HERE/results.json}
 else
     RESULTS=${AUTOBAHN_RESULTS:-$REPORT_DIR/results.json}
@@ -79,6 +90,7 @@ log "cases: ${CASES[*]:-(all)}   excluded: ${EXCLUDE[*]:-(none)}"
 rm -rf "$REPORT_DIR"
 mkdir -p "$REPORT_DIR"
 SERVER_PID=
+RELAY_PID=
 STDIN_FIFO=$(mktemp -u "${TMPDIR:-/tmp}/wscast-stdin.XXXXXX")
 cleanup() {
     if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -87,6 +99,7 @@ cleanup() {
         kill -KILL "$SERVER_PID" 2>/dev/null || true
     fi
     if [[ -n $SERVER_PID ]]; then wait "$SERVER_PID" 2>/dev/null || true; fi
+    if [[ -n $RELAY_PID ]]; then kill "$RELAY_PID" 2>/dev/null || true; wait "$RELAY_PID" 2>/dev/null || true; fi
     exec 3>&-
     rm -f "$STDIN_FIFO"
 }
@@ -97,16 +110,26 @@ trap 'exit 130' INT TERM
 # writes to: a mode that reads stdin sees neither input nor EOF (CI has no stdin).
 mkfifo "$STDIN_FIFO"
 exec 3<>"$STDIN_FIFO"
-log "starting $BIN --mode echo --listen 127.0.0.1:0 --path $WS_PATH"
+TLS_ARGS=()
+SCHEME=ws
+if [[ $TLS == 1 ]]; then
+    command -v openssl >/dev/null || die "AUTOBAHN_TLS=1 needs openssl (apt-get install openssl)"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -keyout "$REPORT_DIR/key.pem" -out "$REPORT_DIR/cert.pem" -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 2>/dev/null || die "openssl could not make a certificate"
+    TLS_ARGS=(--tls-cert "$REPORT_DIR/cert.pem" --tls-key "$REPORT_DIR/key.pem")
+    SCHEME=wss
+fi
+log "starting $BIN --mode echo --listen 127.0.0.1:0 --path $WS_PATH ${TLS_ARGS[*]}"
 # The messages it prints (stdout) are dropped: sections 9, 12 and 13 send gigabytes.
-"$BIN" --mode echo --listen 127.0.0.1:0 --path "$WS_PATH" <&3 >/dev/null 2>"$SERVER_LOG" &
+"$BIN" --mode echo --listen 127.0.0.1:0 --path "$WS_PATH" "${TLS_ARGS[@]}" <&3 >/dev/null 2>"$SERVER_LOG" &
 SERVER_PID=$!
 
 PORT=
 for _ in $(seq $((START_TIMEOUT * 10))); do
     # strip ANSI colours, then take the port of the first "listening on ws://HOST:PORT/..."
     PORT=$(sed -E 's/\x1b\[[0-9;]*m//g' "$SERVER_LOG" |
-        grep -oE 'listening on ws://[^ /]+:[0-9]+' | head -n1 | grep -oE '[0-9]+$' || true)
+        grep -oE "listening on $SCHEME://[^ /]+:[0-9]+" | head -n1 | grep -oE '[0-9]+$' || true)
     [[ -n $PORT ]] && break
     if ! kill -0 "$SERVER_PID" 2>/dev/null; then
         tail -n 30 "$SERVER_LOG" >&2 || true
@@ -119,7 +142,23 @@ if [[ -z $PORT ]]; then
     die "no 'listening on ws://' line from the server within ${START_TIMEOUT}s (log: $SERVER_LOG)"
 fi
 URL=ws://127.0.0.1:$PORT$WS_PATH
-log "server pid $SERVER_PID listening; kosoku connects to $URL"
+if [[ $TLS == 1 ]]; then
+    RELAY_LOG=$REPORT_DIR/relay.log
+    "$PY" "$HERE/tls_relay.py" --upstream "127.0.0.1:$PORT" --ca "$REPORT_DIR/cert.pem" \
+        >"$RELAY_LOG" 2>&1 3>&- &
+    RELAY_PID=$!
+    RELAY=
+    for _ in $(seq 50); do
+        RELAY=$(grep -oE 'relay listening on [0-9.]+:[0-9]+' "$RELAY_LOG" | grep -oE '[0-9]+$' || true)
+        [[ -n $RELAY ]] && break
+        sleep 0.1
+    done
+    [[ -n $RELAY ]] || die "the TLS relay did not start (log: $RELAY_LOG)"
+    URL=ws://127.0.0.1:$RELAY$WS_PATH
+    log "server pid $SERVER_PID listening on wss://127.0.0.1:$PORT$WS_PATH; kosoku connects through the TLS relay at $URL"
+else
+    log "server pid $SERVER_PID listening; kosoku connects to $URL"
+fi
 
 # --- 5. run the cases ------------------------------------------------------------
 # One kosoku run per selected pattern (section), each into its own report folder:
