@@ -5,8 +5,9 @@
 #   bash tests/browser/run.sh --screenshot broadcast # retake tests/browser/screenshot-broadcast.png
 #   bash tests/browser/run.sh --screenshot chat      # ... screenshot-chat.png (needs --mode chat)
 #
-# Sets up what it needs, each step skipped when already done: Debian's chromium and
-# chromium-driver (apt-get, as root), selenium (requirements.txt) in tests/browser/.venv, and the release
+# Sets up what it needs, each step skipped when already done: Debian's chromium,
+# chromium-driver and openssl (apt-get, as root; openssl makes the TLS checks' throwaway
+# certificate), selenium (requirements.txt) in tests/browser/.venv, and the release
 # binary (unless WSCAST_BIN is set). Then test_page.py starts wscast on 127.0.0.1:0, loads
 # the page, and checks it against the server (see that file). The test proper is bounded
 # by BROWSER_TIMEOUT seconds (default 120); set-up has bounds of its own.
@@ -28,7 +29,7 @@ export SE_OFFLINE=true
 log() { printf '[browser] %s\n' "$*"; }
 die() { printf '[browser] ERROR: %s\n' "$*" >&2; exit 1; }
 
-# --- 1. Chromium and chromedriver from Debian --------------------------------
+# --- 1. Chromium, chromedriver and openssl from Debian --------------------
 if [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]]; then
     log "using $(/usr/bin/chromium --version 2>/dev/null | head -n1)"
 else
@@ -38,6 +39,17 @@ else
     timeout 600 apt-get install -y -qq chromium chromium-driver >/dev/null ||
         die "apt-get install chromium chromium-driver failed"
     [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] || die "no /usr/bin/chromium or /usr/bin/chromedriver after apt-get"
+fi
+
+# The openssl CLI, for the throwaway certificate of the https/wss checks.
+if command -v openssl >/dev/null; then
+    log "using $(openssl version | head -n1)"
+else
+    [[ $(id -u) == 0 ]] || die "openssl missing: run as root, or apt-get install openssl"
+    log "apt-get install openssl"
+    timeout 300 apt-get update -qq || die "apt-get update failed"
+    timeout 600 apt-get install -y -qq openssl >/dev/null || die "apt-get install openssl failed"
+    command -v openssl >/dev/null || die "no openssl after apt-get install openssl"
 fi
 
 # --- 2. selenium in tests/browser/.venv ------------------------------------------

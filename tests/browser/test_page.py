@@ -11,7 +11,10 @@ selenium and builds the binary. The test owns the server: it starts
 `listening on ws://127.0.0.1:PORT/ws` line on stderr, and later stops it with SIGTERM and
 starts it again on the same port, to see the page notice both. For resume, a small TCP
 relay (`Proxy`) between Chromium and wscast plays the network path that fails mid-feed.
-Everything is on 127.0.0.1.
+Last, a second wscast with --tls-cert/--tls-key (a throwaway self-signed certificate made
+with the openssl CLI in a temp dir) and a second Chromium that trusts exactly that
+certificate (--ignore-certificate-errors-spki-list) check the page over https and its feed
+over wss. Everything is on 127.0.0.1.
 
 Prints one line per check and ends with `browser: N passed, N failed`; exits 1 on any failure.
 """
@@ -27,6 +30,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -48,7 +52,8 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 WAIT = 15  # seconds: the longest any single wait in the browser may take
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-LISTENING = re.compile(r"listening on ws://127\.0\.0\.1:(\d+)(/\S*)")
+# ws:// for plain TCP, wss:// with --tls-cert/--tls-key.
+LISTENING = re.compile(r"listening on (wss?)://127\.0\.0\.1:(\d+)(/\S*)")
 
 
 def say(msg):
@@ -63,6 +68,7 @@ class Server:
         self.stdout = queue.Queue()  # lines the clients sent, as printed by the server
         self.stderr_lines = []
         self.listening = queue.Queue()
+        self.scheme = None  # "ws" or "wss", from the listening line
         self.log = open(log_path, "a") if log_path else None
         self.proc = subprocess.Popen(
             self.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -83,14 +89,15 @@ class Server:
                 self.log.flush()
             m = LISTENING.search(line)
             if m:
-                self.listening.put(int(m.group(1)))
+                self.scheme = m.group(1)
+                self.listening.put(int(m.group(2)))
 
     def wait_listening(self, timeout=10):
         try:
             return self.listening.get(timeout=timeout)
         except queue.Empty:
             tail = "\n    ".join(self.stderr_lines[-10:])
-            raise AssertionError(f"no 'listening on ws://127.0.0.1:PORT' line in {timeout}s; stderr:\n    {tail}")
+            raise AssertionError(f"no 'listening on ws[s]://127.0.0.1:PORT' line in {timeout}s; stderr:\n    {tail}")
 
     def write(self, data):
         """Writes one line to the server's stdin (str as UTF-8, bytes as they are)."""
@@ -220,14 +227,14 @@ class Proxy:
             pass
 
 
-def make_driver(profile_dir, width=1000, height=700):
+def make_driver(profile_dir, width=1000, height=700, extra_flags=()):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
         "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--disable-dev-shm-usage", "--hide-scrollbars", f"--window-size={width},{height}",
-        f"--user-data-dir={profile_dir}",
+        f"--user-data-dir={profile_dir}", *extra_flags,
     ):
         options.add_argument(flag)
     service = Service(executable_path=CHROMEDRIVER, log_output=os.path.join(profile_dir, "chromedriver.log"))
@@ -283,6 +290,30 @@ def sent_bytes(port):
     m = re.search(r"^wscast_sent_bytes_total (\d+)$", body, re.M)
     assert m, "no wscast_sent_bytes_total in /metrics"
     return int(m.group(1)), len(body)
+
+
+def make_certificate(directory):
+    """A throwaway self-signed certificate for 127.0.0.1 and localhost, made with the openssl CLI.
+
+    Returns (cert.pem, key.pem, pin): pin is the base64 SHA-256 of the certificate's
+    SubjectPublicKeyInfo, what Chromium's --ignore-certificate-errors-spki-list takes.
+    """
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+
+    def openssl(*args, data=None):
+        r = subprocess.run(["openssl", *args], input=data, capture_output=True, timeout=30)
+        if r.returncode != 0:
+            raise AssertionError(f"openssl {' '.join(args[:2])} failed: {r.stderr.decode(errors='replace').strip()}")
+        return r.stdout
+
+    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+            "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=wscast browser test",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-addext", "extendedKeyUsage=serverAuth")
+    # = openssl x509 -in cert.pem -pubkey -noout | openssl pkey -pubin -outform der
+    #   | openssl dgst -sha256 -binary | base64
+    spki = openssl("pkey", "-pubin", "-outform", "der", data=openssl("x509", "-in", cert, "-pubkey", "-noout"))
+    return cert, key, base64.b64encode(hashlib.sha256(spki).digest()).decode()
 
 
 def log_has(text, kind=None):
@@ -632,6 +663,25 @@ def run_test(binary, artifacts):
 
         checks.run("with --compression-epoch 1, lines after the first reset arrive compressed, whole and in order",
                    compressed_stream)
+
+        # --- TLS: a second wscast with --tls-cert/--tls-key, and a second Chromium that trusts
+        # exactly its throwaway certificate (pinned by its SPKI hash), in a temp dir of their own.
+        tls = {"dir": tempfile.mkdtemp(prefix="wscast-tls-"), "server": None, "driver": None}
+        try:
+            run_tls_checks(checks, binary, driver, tls, server_log)
+        finally:
+            if tls["driver"] is not None and checks.failed:
+                shot = os.path.join(artifacts, "failure-tls.png")
+                try:
+                    tls["driver"].save_screenshot(shot)
+                    say(f"      screenshot of the TLS page: {shot}")
+                except Exception:  # noqa: BLE001
+                    pass
+            if tls["driver"] is not None:
+                tls["driver"].quit()
+            if tls["server"] is not None:
+                tls["server"].terminate()
+            shutil.rmtree(tls["dir"], ignore_errors=True)
     except Exception:  # noqa: BLE001 - a crash outside a check still counts
         checks.failed += 1
         say("FAIL  the test itself crashed:")
@@ -652,6 +702,75 @@ def run_test(binary, artifacts):
         shutil.rmtree(profile, ignore_errors=True)
         say(f"      server log: {server_log}")
     return checks
+
+
+def run_tls_checks(checks, binary, driver, tls, server_log):
+    """The page over https and its feed over wss, against a second wscast with --tls-cert/--tls-key.
+
+    `driver` is the test's Chromium (no pin: it must refuse the certificate); the TLS server,
+    the second Chromium and the certificate go in `tls`, which the caller cleans up.
+    """
+    def tls_server_starts():
+        cert, key, tls["pin"] = make_certificate(tls["dir"])
+        tls["server"], tls["port"] = start_server(binary, args=("--tls-cert", cert, "--tls-key", key),
+                                                  log_path=server_log)
+        tls["cert"] = cert
+        srv, port = tls["server"], tls["port"]
+        say(f"      TLS server pid {srv.proc.pid} on 127.0.0.1:{port}")
+        assert srv.scheme == "wss", f"listening on {srv.scheme}://, not wss://"
+        wanted = f"browser client at https://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 5
+        while not any(line.endswith(wanted) for line in srv.stderr_lines):  # after a timestamp
+            assert time.monotonic() < deadline, f"no {wanted!r} line on stderr: {srv.stderr_lines[-5:]!r}"
+            time.sleep(0.05)
+        # The Chromium without the pin must refuse the certificate: the pin is what trusts it.
+        driver.get(f"https://127.0.0.1:{port}/")
+        href = driver.execute_script("return location.href")
+        assert not href.startswith("https:") and not driver.find_elements(By.ID, "status"), \
+            f"a Chromium without the pin loaded the page ({href})"
+        return f"listening on wss://127.0.0.1:{port}/ws; without the pin Chromium shows {href}"
+
+    tls_ok = checks.run("with --tls-cert/--tls-key wscast listens on wss:// (a throwaway self-signed cert)",
+                        tls_server_starts)
+
+    def tls_page():
+        srv, port = tls["server"], tls["port"]
+        profile_tls = os.path.join(tls["dir"], "profile")
+        os.mkdir(profile_tls)
+        # Trusts this certificate only, by its SPKI hash: this works in headless Chromium
+        # (with --user-data-dir, which make_driver always passes), so no
+        # --ignore-certificate-errors is needed.
+        tls["driver"] = d = make_driver(profile_tls,
+                                        extra_flags=(f"--ignore-certificate-errors-spki-list={tls['pin']}",))
+        d.get(f"https://127.0.0.1:{port}/")
+        wait_for(d, "status pill shows open over https", is_open)
+        assert d.execute_script("return location.protocol") == "https:", d.execute_script("return location.href")
+        url = d.execute_script("return ws.url")
+        assert url.startswith(f"wss://127.0.0.1:{port}/"), f"ws.url is {url!r}"
+        endpoint = d.find_element(By.ID, "endpoint").text
+        assert endpoint == f"wss://127.0.0.1:{port}/ws", endpoint
+        assert protocol(d) == "wscast.resume", f"negotiated {protocol(d)!r}"
+        got = extensions(d)
+        params = [p.strip() for p in (got or "").split(";")]
+        assert params[0] == "permessage-deflate" and "client_no_context_takeover" in params[1:], \
+            f"ws.extensions is {got!r}"
+        srv.write("hello over wss")
+        wait_for(d, "'hello over wss' in the log", log_has("hello over wss", "in"))
+        type_and_enter(d, "message", "typed over wss")
+        srv.expect_stdout(lambda line: line.endswith(": typed over wss"))
+        # POST /broadcast on the same port, over https, verified against the same certificate.
+        context = ssl.create_default_context(cafile=tls["cert"])
+        request = urllib.request.Request(f"https://127.0.0.1:{port}/broadcast", data=b"posted over https",
+                                         method="POST")
+        with urllib.request.urlopen(request, timeout=5, context=context) as r:
+            answer = r.read().decode().strip()
+            assert r.status == 200 and answer == "1", f"POST /broadcast: {r.status} {answer!r}"
+        wait_for(d, "the POSTed line in the log", log_has("posted over https", "in"))
+        return (f"location.protocol 'https:', ws.url {url!r}, ws.extensions {got!r}; "
+                "stdin -> page, page -> stdout, POST /broadcast (https) -> page")
+
+    if tls_ok:
+        checks.run("page over https, feed over wss (Chromium trusts the cert by its SPKI pin)", tls_page)
 
 
 def hs256_jwt(secret, claims):
