@@ -1,16 +1,27 @@
 //! TLS for the listening port (`--tls-cert`, `--tls-key`): the certificate pair, loaded
-//! at start-up and on SIGHUP, and a fresh rustls server session per accepted socket.
+//! at start-up and on SIGHUP, and one [`Session`] per accepted socket.
 //!
 //! Only the transport uses what this makes ([`super::transport::Transport::tls`]):
 //! nothing above it knows whether its bytes were encrypted.
+//!
+//! A session is rustls's *unbuffered* server connection: rustls keeps the keys and the
+//! handshake state, and the session holds the bytes. rustls's buffered connection keeps a
+//! 4 KiB read buffer per connection for good; here a connection that is not in the middle
+//! of a record holds no buffer at all, so an idle TLS connection costs its keys and
+//! little else (measured in `bench/README.md`).
 
 use std::fmt;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use mio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ServerConfig, ServerConnection};
+use rustls::server::{ServerConfig, UnbufferedServerConnection};
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
+
+use crate::protocol::Outbox;
 
 /// The certificate pair and the rustls configuration made from it.
 pub struct Tls {
@@ -58,8 +69,16 @@ impl Tls {
     }
 
     /// A server session for one accepted socket.
-    pub fn session(&self) -> Result<ServerConnection, rustls::Error> {
-        ServerConnection::new(Arc::clone(&self.config))
+    pub fn session(&self) -> Result<Session, rustls::Error> {
+        Ok(Session {
+            conn: UnbufferedServerConnection::new(Arc::clone(&self.config))?,
+            incoming: Vec::new(),
+            outgoing: Vec::new(),
+            plaintext: Vec::new(),
+            peer_closed: false,
+            notified: false,
+            failed: false,
+        })
     }
 
     /// The certificate file, for log lines.
@@ -116,4 +135,294 @@ fn server_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, Stri
     // WebSocket and the page are HTTP/1.1; a client that offers only h2 is refused.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// Ciphertext read from the socket at a time: a full record (RFC 8446 §5.2: 2^14 bytes of
+/// plaintext, plus at most 256 of expansion, plus the 5-byte header) and then some.
+const READ_CHUNK: usize = 17 * 1024;
+
+/// Plaintext encrypted at a time: one full record's worth (RFC 8446 §5.1).
+const RECORD: usize = 16 * 1024;
+
+/// One TLS connection's state beside the socket: rustls's keys and handshake, and the
+/// bytes in flight. Every buffer is empty, and holds no allocation, between records.
+pub struct Session {
+    conn: UnbufferedServerConnection,
+    /// Ciphertext received but not yet processed: a record cut short by the read.
+    incoming: Vec<u8>,
+    /// Ciphertext made but not yet taken by the socket: a handshake flight, an alert, or
+    /// at most one record's worth of the outbox.
+    outgoing: Vec<u8>,
+    /// Plaintext decrypted but not yet handed over (the caller's buffer was full).
+    plaintext: Vec<u8>,
+    /// The peer's `close_notify` has arrived: no more data will.
+    peer_closed: bool,
+    /// Our `close_notify` has been queued.
+    notified: bool,
+    /// rustls reported an error: the connection is over, and rustls is asked nothing
+    /// more (it would try to send a second fatal alert).
+    failed: bool,
+}
+
+impl Session {
+    /// Whether ciphertext waits for the socket to take it.
+    pub fn owes_output(&self) -> bool {
+        !self.outgoing.is_empty()
+    }
+
+    /// Reads and decrypts into `buf`: `Ok(0)` is the end (the peer's `close_notify`, or
+    /// its FIN). A short read does not mean the socket is drained.
+    pub fn read(&mut self, socket: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if !self.plaintext.is_empty() {
+                return Ok(take_into(&mut self.plaintext, buf));
+            }
+            if self.peer_closed || self.failed {
+                return Ok(0);
+            }
+            // Append what the socket has to the unfinished record, if any.
+            let start = self.incoming.len();
+            self.incoming.resize(start + READ_CHUNK, 0);
+            let result = socket.read(&mut self.incoming[start..]);
+            self.incoming.truncate(start + *result.as_ref().unwrap_or(&0));
+            if self.incoming.is_empty() {
+                // Nothing came (WouldBlock, or the end): an idle connection holds no buffer.
+                self.incoming = Vec::new();
+            }
+            if result? == 0 {
+                return Ok(0);
+            }
+            if let Err(e) = self.process(socket) {
+                self.failed = true;
+                return Err(e);
+            }
+        }
+    }
+
+    /// Runs every complete record received through rustls: handshake messages answered
+    /// (and sent as far as the socket takes them), application data decrypted into
+    /// `plaintext`. What is left of `incoming` is a record (or a handshake message) not
+    /// yet complete.
+    fn process(&mut self, socket: &mut TcpStream) -> io::Result<()> {
+        let mut used = 0;
+        let result = loop {
+            // rustls wants the same buffer each time (a handshake message spread over
+            // records is joined in place), less what it said to discard.
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut self.incoming[used..]);
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => break Err(e),
+            };
+            let mut done = false;
+            match state {
+                ConnectionState::ReadTraffic(mut records) => {
+                    while let Some(record) = records.next_record() {
+                        match record {
+                            Ok(record) => {
+                                discard += record.discard;
+                                self.plaintext.extend_from_slice(record.payload);
+                            }
+                            Err(e) => return Err(invalid(e)),
+                        }
+                    }
+                }
+                ConnectionState::EncodeTlsData(mut data) => {
+                    encode(&mut self.outgoing, |out| data.encode(out)).map_err(invalid)?;
+                }
+                ConnectionState::TransmitTlsData(transmit) => {
+                    // Sent now as far as the socket takes it; the rest when it is
+                    // writable. Either way these bytes go out before any others.
+                    write_some(socket, &mut self.outgoing)?;
+                    transmit.done();
+                }
+                ConnectionState::PeerClosed | ConnectionState::Closed => {
+                    self.peer_closed = true;
+                    done = true;
+                }
+                // Handshake done and nothing to read, or the handshake waits for more.
+                _ => done = true,
+            }
+            used += discard;
+            if done {
+                break Ok(());
+            }
+        };
+        self.incoming.drain(..used.min(self.incoming.len()));
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        }
+        if let Err(e) = result {
+            // rustls has queued an alert saying why: send it, then give up.
+            self.flush_alert(socket);
+            return Err(invalid(e));
+        }
+        Ok(())
+    }
+
+    /// Sends what is owed, then encrypts the outbox a record at a time, each only once
+    /// the one before is in the kernel: at most one record waits here, and the rest of
+    /// a slow client's backlog stays in the outbox where `--max-backlog` sees it.
+    pub fn send(&mut self, socket: &mut TcpStream, outbox: &mut Outbox) -> io::Result<bool> {
+        loop {
+            if !write_some(socket, &mut self.outgoing)? {
+                return Ok(false);
+            }
+            if outbox.is_empty() || self.failed {
+                return Ok(true);
+            }
+            // Only an unfinished record can be in `incoming` here: nothing to discard.
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.incoming);
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    self.failed = true;
+                    return Err(invalid(e));
+                }
+            };
+            match state {
+                ConnectionState::WriteTraffic(mut traffic) => {
+                    let mut record = [0u8; RECORD];
+                    let n = gather(outbox, &mut record);
+                    encrypt(&mut self.outgoing, |out| traffic.encrypt(&record[..n], out))?;
+                    outbox.consume(n);
+                }
+                ConnectionState::EncodeTlsData(mut data) => {
+                    encode(&mut self.outgoing, |out| data.encode(out)).map_err(invalid)?;
+                }
+                ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+                // Still in the handshake (the request cannot have come yet), or closed.
+                _ => return Ok(true),
+            }
+        }
+    }
+
+    /// Queues `close_notify` (once, and only after the handshake) and sends what is owed
+    /// as far as the socket takes it now.
+    pub fn close_notify(&mut self, socket: &mut TcpStream) {
+        if !self.notified && !self.failed {
+            self.notified = true;
+            if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
+                self.conn.process_tls_records(&mut self.incoming).state
+            {
+                let _ = encrypt(&mut self.outgoing, |out| traffic.queue_close_notify(out));
+            }
+        }
+        let _ = write_some(socket, &mut self.outgoing);
+    }
+
+    /// After a TLS error: the alert rustls queued, sent as far as the socket takes it.
+    fn flush_alert(&mut self, socket: &mut TcpStream) {
+        self.failed = true;
+        // Only what is queued: asked to go on, rustls would read the bad bytes again.
+        while self.conn.wants_write() {
+            let Ok(ConnectionState::EncodeTlsData(mut data)) =
+                self.conn.process_tls_records(&mut self.incoming).state
+            else {
+                break;
+            };
+            if encode(&mut self.outgoing, |out| data.encode(out)).is_err() {
+                break;
+            }
+        }
+        let _ = write_some(socket, &mut self.outgoing);
+    }
+}
+
+/// Moves what fits of `from` to the front of `to`; returns how much.
+fn take_into(from: &mut Vec<u8>, to: &mut [u8]) -> usize {
+    let n = from.len().min(to.len());
+    to[..n].copy_from_slice(&from[..n]);
+    from.drain(..n);
+    if from.is_empty() {
+        *from = Vec::new();
+    }
+    n
+}
+
+/// Copies up to a record's worth of the outbox's front into `record`.
+fn gather(outbox: &Outbox, record: &mut [u8]) -> usize {
+    let mut slices: [&[u8]; 16] = [&[]; 16];
+    let count = outbox.slices(&mut slices);
+    let mut n = 0;
+    for slice in &slices[..count] {
+        let take = slice.len().min(record.len() - n);
+        record[n..n + take].copy_from_slice(&slice[..take]);
+        n += take;
+        if n == record.len() {
+            break;
+        }
+    }
+    n
+}
+
+/// Appends a handshake record to `out`, growing it to the size rustls asks for.
+fn encode(
+    out: &mut Vec<u8>,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+) -> Result<(), EncodeError> {
+    let start = out.len();
+    out.resize(start + 1024, 0);
+    loop {
+        match f(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(e)) => out.resize(start + e.required_size, 0),
+            Err(e) => {
+                out.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Appends encrypted records to `out`, growing it to the size rustls asks for.
+fn encrypt(
+    out: &mut Vec<u8>,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> io::Result<()> {
+    let start = out.len();
+    out.resize(start + RECORD + 64, 0);
+    loop {
+        match f(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(EncryptError::InsufficientSize(e)) => out.resize(start + e.required_size, 0),
+            Err(e) => {
+                out.truncate(start);
+                return Err(invalid(e));
+            }
+        }
+    }
+}
+
+/// Writes from the front of `pending` until it is empty (`true`, and its memory freed)
+/// or the socket would block (`false`).
+fn write_some(socket: &mut TcpStream, pending: &mut Vec<u8>) -> io::Result<bool> {
+    let mut sent = 0;
+    let result = loop {
+        if sent == pending.len() {
+            break Ok(true);
+        }
+        match socket.write(&pending[sent..]) {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    pending.drain(..sent);
+    if pending.is_empty() {
+        *pending = Vec::new();
+    }
+    result
+}
+
+fn invalid(e: impl fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}"))
 }

@@ -6,10 +6,10 @@
 //! of poll state a pipe has: whether `WRITABLE` interest is registered, which it is only
 //! while output is waiting that the kernel would not take (mio's rule).
 //!
-//! Over TLS, the outbox is encrypted one record's worth at a time, and only once rustls
-//! has handed the previous record to the kernel: what a slow client has not taken stays
-//! in the outbox, where `--max-backlog` and the stdin pause see it, and never piles up
-//! unseen inside rustls.
+//! Over TLS ([`Session`]), the outbox is encrypted one record's worth at a time, and only
+//! once the previous record is in the kernel: what a slow client has not taken stays in
+//! the outbox, where `--max-backlog` and the stdin pause see it, and never piles up
+//! unseen inside the TLS layer.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown};
@@ -17,8 +17,8 @@ use std::net::{IpAddr, Ipv4Addr, Shutdown};
 use log::debug;
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use rustls::ServerConnection;
 
+use super::tls::Session;
 use crate::protocol::Outbox;
 
 /// Most slices handed to one `writev` (Linux's `IOV_MAX` is 1024).
@@ -30,10 +30,6 @@ const MAX_IOV: usize = 16;
 /// outbox, where those rules can see it. 128 KiB still carries about 2 MB/s per client
 /// over a 100 ms round trip (measurements: `bench/README.md`, "Design notes").
 const SEND_BUFFER: usize = 128 * 1024;
-
-/// Plaintext encrypted at a time over TLS: one full record (RFC 8446 §5.1: at most
-/// 2^14 bytes of plaintext per record).
-const TLS_CHUNK: usize = 16 * 1024;
 
 /// What a send achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,10 +45,8 @@ pub struct Transport {
     socket: TcpStream,
     /// `WRITABLE` interest is registered.
     wants_write: bool,
-    /// `close_notify` has been queued (it is sent once).
-    notified: bool,
     /// The TLS session, on a `--tls-cert` port.
-    tls: Option<Box<ServerConnection>>,
+    tls: Option<Box<Session>>,
 }
 
 impl std::fmt::Debug for Transport {
@@ -77,13 +71,12 @@ impl Transport {
         Transport {
             socket,
             wants_write: false,
-            notified: false,
             tls: None,
         }
     }
 
     /// Wraps an accepted socket in a TLS server session.
-    pub fn tls(socket: TcpStream, session: ServerConnection) -> Transport {
+    pub fn tls(socket: TcpStream, session: Session) -> Transport {
         let mut transport = Transport::plain(socket);
         transport.tls = Some(Box::new(session));
         transport
@@ -99,7 +92,7 @@ impl Transport {
     /// Whether encrypted bytes (a handshake message, an alert) wait to be sent: the
     /// caller then flushes, even with an empty outbox.
     pub fn owes_output(&self) -> bool {
-        self.tls.as_ref().is_some_and(|tls| tls.wants_write())
+        self.tls.as_ref().is_some_and(|tls| tls.owes_output())
     }
 
     /// Registers the pipe with the poll, readable only, under `token`.
@@ -115,45 +108,18 @@ impl Transport {
     /// Reads what has arrived into `buf`: `Ok(0)` is the peer's FIN (over TLS, also its
     /// `close_notify`).
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some(tls) = &mut self.tls else {
-            return self.socket.read(buf);
-        };
-        loop {
-            // Plaintext already decrypted goes first.
-            match tls.reader().read(buf) {
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-            if tls.read_tls(&mut self.socket)? == 0 {
-                return Ok(0);
-            }
-            if let Err(e) = tls.process_new_packets() {
-                // rustls has queued an alert saying why: send it, then give up.
-                let _ = tls.write_tls(&mut self.socket);
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("TLS: {e}"),
-                ));
-            }
-            // The handshake's answers go out at once; what the socket will not take now
-            // goes when it is writable ([`Transport::owes_output`]).
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.socket) {
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+        match &mut self.tls {
+            None => self.socket.read(buf),
+            Some(tls) => tls.read(&mut self.socket, buf),
         }
     }
 
     /// Writes from `outbox` until it is empty or the socket would block. `Interrupted`
     /// is retried; any other error is returned.
     pub fn send(&mut self, outbox: &mut Outbox) -> io::Result<Flush> {
-        if self.tls.is_some() {
-            return self.send_tls(outbox);
+        if let Some(tls) = &mut self.tls {
+            let done = tls.send(&mut self.socket, outbox)?;
+            return Ok(if done { Flush::Done } else { Flush::Blocked });
         }
         while !outbox.is_empty() {
             let mut slices: [&[u8]; MAX_IOV] = [&[]; MAX_IOV];
@@ -175,46 +141,6 @@ impl Transport {
             }
         }
         Ok(Flush::Done)
-    }
-
-    /// [`Transport::send`] over TLS: what rustls holds goes to the socket first, and only
-    /// then is the next record's worth of the outbox encrypted.
-    fn send_tls(&mut self, outbox: &mut Outbox) -> io::Result<Flush> {
-        let tls = self.tls.as_mut().expect("a TLS transport");
-        loop {
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.socket) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            if outbox.is_empty() || tls.is_handshaking() {
-                return Ok(Flush::Done);
-            }
-            let mut slices: [&[u8]; MAX_IOV] = [&[]; MAX_IOV];
-            let n = outbox.slices(&mut slices);
-            let mut room = TLS_CHUNK;
-            let mut chunk: [IoSlice<'_>; MAX_IOV] = [IoSlice::new(&[]); MAX_IOV];
-            let mut used = 0;
-            for slice in &slices[..n] {
-                if room == 0 {
-                    break;
-                }
-                let take = slice.len().min(room);
-                chunk[used] = IoSlice::new(&slice[..take]);
-                used += 1;
-                room -= take;
-            }
-            let encrypted = tls.writer().write_vectored(&chunk[..used])?;
-            if encrypted == 0 {
-                // rustls's own buffer limit: wait for the socket to take what it holds.
-                return Ok(Flush::Blocked);
-            }
-            outbox.consume(encrypted);
-        }
     }
 
     /// Registers `WRITABLE` interest (with `READABLE`) while `on`, under `token`; a
@@ -239,20 +165,10 @@ impl Transport {
         let _ = self.socket.shutdown(Shutdown::Write);
     }
 
-    /// Queues and sends `close_notify`, once, as far as the socket takes it now.
+    /// Over TLS, queues and sends `close_notify` (once), as far as the socket takes it.
     fn close_notify(&mut self) {
         if let Some(tls) = &mut self.tls {
-            if !self.notified && !tls.is_handshaking() {
-                self.notified = true;
-                tls.send_close_notify();
-            }
-            while tls.wants_write() {
-                match tls.write_tls(&mut self.socket) {
-                    Ok(n) if n > 0 => {}
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    _ => break,
-                }
-            }
+            tls.close_notify(&mut self.socket);
         }
     }
 
