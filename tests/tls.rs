@@ -330,8 +330,9 @@ fn hostile_tls_input_is_survived_by_everyone_else() {
     let _ = plain_exchange(&server, &[0x16, 0x03, 0x01, 0xff, 0xff, 0, 1, 2, 3]);
     check(&mut server, &mut good);
 
-    // A handshake abandoned after the ClientHello, and 200 connections that open TLS
-    // and go silent.
+    // A handshake abandoned after the ClientHello, and 1,000 connections that open TLS
+    // (half of them sending half a ClientHello) and go silent.
+    raise_open_files(2_500);
     let mut hello = Vec::new();
     let conn = ClientConnection::new(
         pki.client_config(),
@@ -342,7 +343,7 @@ fn hostile_tls_input_is_survived_by_everyone_else() {
     conn.write_tls(&mut hello).unwrap();
     let mut abandoned = TcpStream::connect(server.addr()).unwrap();
     abandoned.write_all(&hello).unwrap();
-    let silent: Vec<TcpStream> = (0..200)
+    let silent: Vec<TcpStream> = (0..1000)
         .map(|i| {
             let mut s = TcpStream::connect(server.addr()).unwrap();
             if i % 2 == 0 {
@@ -377,6 +378,20 @@ fn hostile_tls_input_is_survived_by_everyone_else() {
     drop((silent, abandoned));
     check(&mut server, &mut good);
     assert!(server.is_running());
+}
+
+/// Raises this process's soft limit on open files to at least `want` (up to the hard
+/// limit): a CI machine's default of 1,024 is too few for the silent crowd.
+fn raise_open_files(want: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|current| current < want) {
+        let raised = Rlimit {
+            current: Some(limit.maximum.map_or(want, |max| max.min(want))),
+            maximum: limit.maximum,
+        };
+        let _ = setrlimit(Resource::Nofile, raised);
+    }
 }
 
 /// Sends `bytes` in the clear and reads what comes back until the server closes.
