@@ -10,9 +10,10 @@
 //! It does: the opening handshake (§4), framing and masking (§5.2, §5.3), fragmented
 //! messages with fail-fast UTF-8 checks (§5.4, §8.1), pings and pongs (§5.5.2–3), the
 //! closing handshake both ways with correct status codes (§5.5.1, §7), size limits
-//! (§10.4). It does not do TLS (put it behind a proxy for `wss://`), extensions such as
-//! permessage-deflate (§9; reserved bits are therefore always a protocol error), or
-//! subprotocols (an offered `Sec-WebSocket-Protocol` is ignored, as §4.2.2 allows).
+//! (§10.4); permessage-deflate (RFC 7692, the one extension: §9), and TLS (rustls, in
+//! the server's transport, under everything else). Of subprotocols it selects only its
+//! own `wscast.resume`; any other offered `Sec-WebSocket-Protocol` is ignored, as
+//! §4.2.2 allows.
 //!
 //! ## A guided tour
 //!

@@ -35,7 +35,8 @@ struct Cli {
 enum Command {
     /// Console client: stdin lines are sent, received messages printed
     Connect {
-        /// The server's URL: ws://HOST[:PORT][/PATH] (port 80 and path / by default)
+        /// The server's URL: ws://HOST[:PORT][/PATH], or wss://... for TLS (port 80 or 443
+        /// and path / by default)
         url: String,
         /// Largest message accepted from the server; larger ones close with 1009
         #[arg(long, value_name = "BYTES", default_value_t = client::DEFAULT_MAX_MESSAGE)]
@@ -54,6 +55,10 @@ enum Command {
         /// sends)
         #[arg(long)]
         no_compression: bool,
+        /// For wss://: also trust the CA certificates in this PEM file, besides the
+        /// system's (repeatable)
+        #[arg(long = "ca", value_name = "FILE")]
+        ca: Vec<PathBuf>,
     },
 }
 
@@ -172,6 +177,7 @@ fn main() -> ExitCode {
         token,
         resume,
         no_compression,
+        ca,
     }) = cli.command
     {
         let options = client::Options {
@@ -179,6 +185,7 @@ fn main() -> ExitCode {
             headers: Vec::new(),
             resume,
             compression: !no_compression,
+            ca,
         };
         return connect(&url, options, &headers, token);
     }

@@ -159,12 +159,9 @@ fn https(pki: &Pki, server: &Server, request: &str) -> (u16, String) {
 fn wss_and_https_on_one_port() {
     let pki = Pki::new("basic");
     let mut server = pki.start(&[]);
-    let logs = server.logs().join("\n");
-    assert!(logs.contains("listening on wss://127.0.0.1:"), "{logs}");
-    assert!(
-        logs.contains("browser client at https://127.0.0.1:"),
-        "{logs}"
-    );
+    server.wait_for_log("listening on wss://127.0.0.1:", TIMEOUT);
+    // The page's line comes after the listening line: wait for it, do not just look.
+    server.wait_for_log("browser client at https://127.0.0.1:", TIMEOUT);
 
     let mut ws = pki.ws(&mut server, 1);
     server.send_line(b"over tls");

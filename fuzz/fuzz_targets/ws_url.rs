@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(!url.connect_host().is_empty(), "{text:?}");
-    let again = format!("ws://{}{}", url.host_header(), url.resource);
+    let again = format!("{}://{}{}", url.scheme(), url.host_header(), url.resource);
     let reparsed = WsUrl::parse(&again).unwrap_or_else(|e| panic!("{again:?}: {e}"));
     assert_eq!(reparsed, url, "{text:?} -> {again:?}");
 
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
             .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)),
         "{since:?}"
     );
-    let again = format!("ws://{}{}", resumed.host_header(), resumed.resource);
+    let again = format!("{}://{}{}", resumed.scheme(), resumed.host_header(), resumed.resource);
     let reparsed = WsUrl::parse(&again).unwrap_or_else(|e| panic!("{again:?}: {e}"));
     assert_eq!(reparsed, resumed, "{again:?}");
 });

@@ -1,5 +1,5 @@
-//! `wscast connect ws://HOST[:PORT][/PATH]`: a console client, built on this crate's own
-//! protocol code in the client role.
+//! `wscast connect ws://HOST[:PORT][/PATH]` (or `wss://`, over TLS): a console client,
+//! built on this crate's own protocol code in the client role.
 //!
 //! Every line of standard input (its `\n` or `\r\n` removed) is sent as a text message,
 //! or as a binary one when it is not UTF-8; every message received is printed on stdout,
@@ -16,8 +16,8 @@
 //! ```text
 //!   stdin thread ──── Line / StdinEnd ────┐
 //!   socket reader ─── Bytes / SocketEnd ──┼──▶ channel ──▶ main thread: owns the Connection
-//!   signal thread ─── Signal ─────────────┘                   │          and the socket's
-//!                                                             ├──▶ socket   write half
+//!   signal thread ─── Signal ─────────────┘                   │          and the Transport
+//!                                                             ├──▶ socket   (write half, TLS)
 //!                                                             └──▶ stdout, stderr
 //! ```
 //!
@@ -26,6 +26,14 @@
 //! a long line, what the server sends keeps being read, so a server that stops reading a
 //! client that does not read (as wscast does) cannot deadlock with us. Standard input is
 //! the one source held back: at most [`STDIN_BUDGET`] bytes of lines wait in the channel.
+//!
+//! A `wss://` URL (§3: "the secure flag is set") adds TLS under all of this, and changes
+//! nothing above it. `tls.rs` loads the roots to trust once, the system's and those of
+//! [`Options::ca`] (`--ca`), and opens each connection with a TLS handshake before the
+//! opening handshake (§4.1); a certificate that does not verify ends the session with
+//! rustls's reason, even with `--resume`. The rustls session then lives on the main
+//! thread, in the transport (`transport.rs`): the socket reader still only reads, and
+//! the main thread decrypts what it hands over.
 //!
 //! Unless [`Options::compression`] is off (`--no-compression`), the client offers
 //! permessage-deflate (RFC 7692, [`DEFLATE_OFFER`]); if the server accepts it,
@@ -44,12 +52,15 @@
 //! open connection wait, within the budget, and go out once one opens.
 
 pub mod resume;
+mod tls;
+mod transport;
 pub mod url;
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
@@ -63,6 +74,7 @@ use crate::protocol::frame::Decoded;
 use crate::protocol::handshake::{self, ResponseError};
 use crate::protocol::{CloseCode, CloseFrame, Connection, Event, Message, MessageKind, State};
 use resume::{Backoff, Body, Id, Received, Seconds};
+use transport::Transport;
 pub use url::{UrlError, WsUrl};
 
 /// Largest message accepted from the server unless told otherwise (the server's default
@@ -99,6 +111,8 @@ pub struct Options {
     pub resume: bool,
     /// Offer permessage-deflate ([`DEFLATE_OFFER`]); `--no-compression` turns it off.
     pub compression: bool,
+    /// `--ca`: PEM files of root certificates trusted for `wss://`, besides the system's.
+    pub ca: Vec<PathBuf>,
 }
 
 impl Default for Options {
@@ -108,6 +122,7 @@ impl Default for Options {
             headers: Vec::new(),
             resume: false,
             compression: true,
+            ca: Vec::new(),
         }
     }
 }
@@ -115,8 +130,11 @@ impl Default for Options {
 /// Why the client stopped unsuccessfully.
 #[derive(Debug)]
 pub enum ClientError {
-    /// The URL is not a `ws://` URL this client can use.
+    /// The URL is not a `ws://` or `wss://` URL this client can use.
     Url(UrlError),
+    /// `wss://` cannot be set up: no root certificate to check the server against, a
+    /// `--ca` file that cannot be used, a host no certificate can name. One line.
+    TlsSetup(String),
     /// The TCP connection could not be made.
     Connect {
         /// `host:port` as given.
@@ -133,6 +151,14 @@ pub enum ClientError {
     },
     /// Reading or writing the socket failed, or it closed, during the handshake.
     HandshakeIo(io::Error),
+    /// The TLS handshake failed (§4.1): the server's certificate did not verify, or the
+    /// server refused or broke TLS.
+    Tls {
+        /// The host the certificate had to be valid for.
+        host: String,
+        /// What rustls found wrong.
+        error: rustls::Error,
+    },
     /// The server broke the protocol; we closed with the error's code (§7.1.7).
     Protocol(crate::protocol::ProtocolError),
     /// The connection ended without a closing handshake.
@@ -151,7 +177,13 @@ impl fmt::Display for ClientError {
                 explanation: Some(text),
             } => write!(f, "handshake refused: {error}: {text}"),
             ClientError::Handshake { error, .. } => write!(f, "handshake refused: {error}"),
+            ClientError::TlsSetup(why) => write!(f, "cannot use wss://: {why}"),
             ClientError::HandshakeIo(e) => write!(f, "during the opening handshake: {e}"),
+            ClientError::Tls { host, error } => write!(
+                f,
+                "TLS handshake with {host} failed: {error}{}",
+                tls::hint(error)
+            ),
             ClientError::Protocol(e) => write!(
                 f,
                 "the server broke the protocol: {e}; closed with {}",
@@ -192,7 +224,12 @@ pub fn run(url: &str, options: &Options) -> Result<(), ClientError> {
             DEFLATE_OFFER.to_owned(),
         ));
     }
-    let opened = open(&url, &headers)?;
+    let tls = if url.secure {
+        Some(tls::Setup::new(&url, &options.ca)?)
+    } else {
+        None
+    };
+    let opened = open(&url, &headers, tls.as_ref())?;
 
     let (tx, rx) = mpsc::channel();
     let budget = Arc::new(Budget::default());
@@ -230,7 +267,7 @@ pub fn run(url: &str, options: &Options) -> Result<(), ClientError> {
     let used_since = url.query_param("since").is_some();
     let mut session = Session {
         conn: Connection::client_open(options.max_message, seed()),
-        socket: opened.socket,
+        transport: opened.transport,
         generation: 0,
         events: Vec::new(),
         stdout: io::stdout(),
@@ -245,6 +282,7 @@ pub fn run(url: &str, options: &Options) -> Result<(), ClientError> {
         resume: options.resume.then(|| Resume {
             url,
             headers,
+            tls,
             tx,
             last_id: None,
             backoff: Backoff::default(),
@@ -269,7 +307,7 @@ enum Input {
     Line(Vec<u8>),
     /// Standard input ended (or failed).
     StdinEnd,
-    /// Bytes from the server.
+    /// Bytes from the server (over TLS, as they came: encrypted).
     Bytes(u64, Vec<u8>),
     /// The server closed TCP (`None`) or the socket failed.
     SocketEnd(u64, Option<io::Error>),
@@ -281,8 +319,8 @@ enum Input {
 
 /// A connection whose opening handshake succeeded.
 struct Opened {
-    /// The socket, for writing.
-    socket: TcpStream,
+    /// The socket (and TLS session), for writing.
+    transport: Transport,
     /// The same socket, for the reader thread.
     reader: TcpStream,
     /// Bytes that arrived behind the server's response: frames already.
@@ -293,11 +331,12 @@ struct Opened {
     deflate: Option<Agreed>,
 }
 
-/// The main thread's state: the protocol, the write half of the socket, and where the
-/// close stands; with `--resume`, also what outlives a connection.
+/// The main thread's state: the protocol, the transport (the socket's write half, the
+/// TLS session), and where the close stands; with `--resume`, also what outlives a
+/// connection.
 struct Session {
     conn: Connection,
-    socket: TcpStream,
+    transport: Transport,
     /// The number of this connection: its socket reader's inputs carry it.
     generation: u64,
     events: Vec<Event>,
@@ -330,6 +369,8 @@ struct Resume {
     url: WsUrl,
     /// The handshake's further headers, the subprotocol offer among them.
     headers: Vec<(String, String)>,
+    /// For `wss://`: the roots and the TLS session cache.
+    tls: Option<tls::Setup>,
     /// For the threads of later connections.
     tx: Sender<Input>,
     /// The id of the last message handled (README, "Resume": "send back the last one seen").
@@ -357,7 +398,7 @@ impl Session {
     fn run(mut self, rx: &Receiver<Input>, budget: &Budget) -> Result<(), ClientError> {
         loop {
             let result = self.run_connection(rx, budget);
-            let _ = self.socket.shutdown(Shutdown::Both);
+            self.transport.shutdown();
             if self.resume.is_none() || self.user_closed {
                 return result;
             }
@@ -412,10 +453,14 @@ impl Session {
                     self.close()?;
                 }
                 Input::Bytes(generation, bytes) if generation == self.generation => {
-                    self.received(&bytes)?;
+                    let plaintext = self
+                        .transport
+                        .incoming(&bytes)
+                        .map_err(|e| ClientError::Lost(format!("TLS: {e}")))?;
+                    self.received(&plaintext)?;
                 }
                 Input::SocketEnd(generation, error) if generation == self.generation => {
-                    let _ = self.socket.shutdown(Shutdown::Both);
+                    self.transport.shutdown();
                     if self.conn.is_done() {
                         return self.take_outcome();
                     }
@@ -503,11 +548,12 @@ impl Session {
             let generation = self.generation;
             let used_since = url.query_param("since").is_some();
             let headers = resume.headers.clone();
+            let tls = resume.tls.clone();
             let tx = resume.tx.clone();
             let connect_tx = tx.clone();
             // On a thread: a connect or handshake that hangs must not stop Ctrl-C.
             let started = spawn("connect", move || {
-                let result = open(&url, &headers);
+                let result = open(&url, &headers, tls.as_ref());
                 let _ = connect_tx.send(Input::Opened(generation, Box::new(result)));
             });
             if !started {
@@ -528,7 +574,7 @@ impl Session {
             let reader = opened.reader;
             spawn("socket", move || read_socket(reader, generation, &tx));
             self.conn = Connection::client_open(self.max_message, seed());
-            self.socket = opened.socket;
+            self.transport = opened.transport;
             self.deadline = None;
             self.outcome = Ok(());
             self.server_close = None;
@@ -536,7 +582,7 @@ impl Session {
             match self.begin(opened.protocol, opened.deflate, &opened.early, budget, true) {
                 Ok(()) => return Ok(true),
                 Err(e) => {
-                    let _ = self.socket.shutdown(Shutdown::Both);
+                    self.transport.shutdown();
                     report = format!("disconnected ({e}); reconnecting");
                 }
             }
@@ -717,7 +763,7 @@ impl Session {
             let mut slices: [&[u8]; 1] = [&[]];
             outbox.slices(&mut slices);
             let len = slices[0].len();
-            let result = self.socket.write_all(slices[0]);
+            let result = self.transport.write_all(slices[0]);
             outbox.consume(len);
             match result {
                 Ok(()) => {}
@@ -742,19 +788,26 @@ fn line_kind(line: &[u8]) -> MessageKind {
     }
 }
 
-/// Whether a failed connection attempt is not worth repeating: the server refused the
-/// handshake with a 4xx, and RFC 9110 §15.5: "The 4xx (Client Error) class of status code
-/// indicates that the client seems to have erred" (a bad token, a wrong path, a `since`
-/// it could not have issued). Anything else (no route, a 503 when full, a restart) may
-/// pass.
+/// Whether a failed connection attempt is not worth repeating:
+/// - the server refused the handshake with a 4xx, and RFC 9110 §15.5: "The 4xx (Client
+///   Error) class of status code indicates that the client seems to have erred" (a bad
+///   token, a wrong path, a `since` it could not have issued);
+/// - its certificate did not verify. §4.1: "If this fails (e.g., the server's certificate
+///   could not be verified), then the client MUST _Fail the WebSocket Connection_"; the
+///   user has to look into it (a wrong host, a missing `--ca`, an expired certificate, or
+///   someone else at that address), and asking again would only repeat the question.
+///
+/// Anything else (no route, a 503 when full, a restart, a TLS alert) may pass.
 fn is_final(error: &ClientError) -> bool {
-    matches!(
-        error,
+    match error {
         ClientError::Handshake {
-            error: ResponseError::NotSwitchingProtocols(400..=499),
+            error: ResponseError::NotSwitchingProtocols(status),
             ..
-        }
-    )
+        } => (400..=499).contains(status),
+        ClientError::Tls { error, .. } => tls::is_certificate_error(error),
+        ClientError::TlsSetup(_) => true,
+        _ => false,
+    }
 }
 
 /// §10.3: masking keys must be unpredictable; the protocol derives them from this seed.
@@ -776,8 +829,13 @@ fn describe_close(frame: Option<&CloseFrame>, started_by_server: bool) -> String
     }
 }
 
-/// Connects and performs the opening handshake (§4.1) with the further `headers`.
-fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<Opened, ClientError> {
+/// Connects, with `tls` for a `wss://` URL, and performs the opening handshake (§4.1)
+/// with the further `headers`.
+fn open(
+    url: &WsUrl,
+    headers: &[(String, String)],
+    tls: Option<&tls::Setup>,
+) -> Result<Opened, ClientError> {
     let target = format!("{}:{}", url.connect_host(), url.port);
     let connect_error = |error| ClientError::Connect {
         target: target.clone(),
@@ -803,6 +861,15 @@ fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<Opened, ClientError
     stream
         .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(io_error)?;
+    // §4.1: "If /secure/ is true, the client MUST perform a TLS handshake over the
+    // connection after opening the connection and before sending the handshake data".
+    let mut stream = match tls {
+        Some(setup) => {
+            let session = setup.handshake(&mut stream)?;
+            Transport::tls(stream, session)
+        }
+        None => Transport::plain(stream),
+    };
 
     // §4.1: "a randomly selected 16-byte value that has been base64-encoded".
     let key = handshake::client_key(&entropy());
@@ -845,12 +912,15 @@ fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<Opened, ClientError
                 value: selected,
                 consumed,
             }) => {
-                stream.set_read_timeout(None).map_err(io_error)?;
-                let reader = stream.try_clone().map_err(io_error)?;
+                let socket = stream.socket();
+                socket.set_read_timeout(None).map_err(io_error)?;
+                let reader = socket.try_clone().map_err(io_error)?;
+                let mut early = response.split_off(consumed);
+                early.extend(stream.take_buffered());
                 return Ok(Opened {
-                    socket: stream,
+                    transport: stream,
                     reader,
-                    early: response.split_off(consumed),
+                    early,
                     protocol: selected.protocol,
                     deflate: selected.deflate,
                 });
@@ -869,10 +939,12 @@ fn open(url: &WsUrl, headers: &[(String, String)]) -> Result<Opened, ClientError
 
 /// The first line of an HTTP error's body (wscast says in one line what it expected),
 /// read until the server closes or a short wait passes.
-fn explanation(stream: &mut TcpStream, response: &[u8]) -> Option<String> {
+fn explanation(stream: &mut Transport, response: &[u8]) -> Option<String> {
     let start = response.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let mut body = response[start..].to_vec();
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let _ = stream
+        .socket()
+        .set_read_timeout(Some(Duration::from_millis(500)));
     let mut chunk = [0u8; 1024];
     while body.len() < MAX_EXPLANATION && !body.contains(&b'\n') {
         match stream.read(&mut chunk) {
@@ -1049,7 +1121,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_4xx_refusal_stops_the_reconnecting() {
+    fn only_a_4xx_refusal_or_a_certificate_that_does_not_verify_stops_the_reconnecting() {
         let refused = |status| ClientError::Handshake {
             error: ResponseError::NotSwitchingProtocols(status),
             explanation: None,
@@ -1057,7 +1129,24 @@ mod tests {
         for status in [400, 401, 403, 404, 426] {
             assert!(is_final(&refused(status)), "{status}");
         }
+        let tls = |error| ClientError::Tls {
+            host: "h".into(),
+            error,
+        };
+        let certificate = |e| tls(rustls::Error::InvalidCertificate(e));
+        let final_tls = [
+            certificate(rustls::CertificateError::UnknownIssuer),
+            certificate(rustls::CertificateError::NotValidForName),
+            certificate(rustls::CertificateError::Expired),
+            ClientError::TlsSetup("no root certificates".into()),
+        ];
+        for error in final_tls {
+            assert!(is_final(&error), "{error}");
+        }
         let passing = [
+            tls(rustls::Error::AlertReceived(
+                rustls::AlertDescription::InternalError,
+            )),
             refused(503),
             refused(302),
             ClientError::HandshakeIo(io::ErrorKind::UnexpectedEof.into()),

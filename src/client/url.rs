@@ -1,31 +1,38 @@
-//! WebSocket URIs (RFC 6455 §3), parsed by hand: `ws://host[:port][/path][?query]`.
+//! WebSocket URIs (RFC 6455 §3), parsed by hand: `ws://host[:port][/path][?query]` and
+//! the same with `wss://`.
 //!
-//! §3: "ws-URI = "ws:" "//" host [ ":" port ] path [ "?" query ]" and "The port component
-//! is OPTIONAL; the default for "ws" is port 80". Only `ws://` is supported: a `wss://`
-//! URI is refused with an error that says so, since this client has no TLS.
+//! §3: "ws-URI = "ws:" "//" host [ ":" port ] path [ "?" query ]", "wss-URI = "wss:" "//"
+//! host [ ":" port ] path [ "?" query ]" and "The port component is OPTIONAL; the default
+//! for "ws" is port 80, while the default for "wss" is port 443."
 
 use std::fmt;
 
 /// §3: the default port of the "ws" scheme.
 pub const DEFAULT_PORT: u16 = 80;
+/// §3: the default port of the "wss" scheme.
+pub const DEFAULT_SECURE_PORT: u16 = 443;
 
-/// A parsed `ws://` URI: where to connect and what to ask for.
+/// A parsed `ws://` or `wss://` URI: where to connect, whether over TLS, and what to ask
+/// for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
+    /// §3: "The URI is called "secure" (and it is said that "the secure flag is set") if
+    /// the scheme component matches "wss" case-insensitively": the connection is made
+    /// over TLS.
+    pub secure: bool,
     /// The host as written in the URI: a name, an IPv4 address, or an IPv6 address in
     /// brackets (`[::1]`).
     pub host: String,
-    /// The port: the URI's, or [`DEFAULT_PORT`].
+    /// The port: the URI's, or the scheme's default ([`DEFAULT_PORT`],
+    /// [`DEFAULT_SECURE_PORT`]).
     pub port: u16,
     /// §4.1's "/resource name/": the path (at least `/`) and the query, if any.
     pub resource: String,
 }
 
-/// Why a string is not a `ws://` URI this client can use.
+/// Why a string is not a WebSocket URI this client can use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UrlError {
-    /// `wss://`: TLS is not supported.
-    Tls,
     /// Another scheme, or none; carries what came before `://` (maybe empty).
     Scheme(String),
     /// Nothing between `ws://` and the path.
@@ -46,25 +53,22 @@ pub enum UrlError {
 impl fmt::Display for UrlError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UrlError::Tls => f.write_str(
-                "wss:// (WebSocket over TLS) is not supported; use ws://, or a TLS proxy in front",
-            ),
             UrlError::Scheme(scheme) if scheme.is_empty() => {
                 f.write_str("expected a URL like ws://127.0.0.1:8080/ws")
             }
             UrlError::Scheme(scheme) => {
                 write!(
                     f,
-                    "unsupported scheme {scheme:?}; expected ws://HOST[:PORT][/PATH]"
+                    "unsupported scheme {scheme:?}; expected ws:// or wss://HOST[:PORT][/PATH]"
                 )
             }
             UrlError::MissingHost => f.write_str("no host in the URL"),
-            UrlError::UserInfo => f.write_str("user@host is not allowed in a ws:// URL"),
+            UrlError::UserInfo => f.write_str("user@host is not allowed in a WebSocket URL"),
             UrlError::BadPort(port) => write!(f, "bad port {port:?}; expected 1-65535"),
             UrlError::UnclosedBracket => f.write_str("an IPv6 address needs its closing ']'"),
-            UrlError::Fragment => {
-                f.write_str("a ws:// URL may not have a #fragment (RFC 6455 §3); write # as %23")
-            }
+            UrlError::Fragment => f.write_str(
+                "a WebSocket URL may not have a #fragment (RFC 6455 §3); write # as %23",
+            ),
             UrlError::BadCharacter(c) => {
                 write!(f, "{c:?} is not allowed in a URL; percent-encode it")
             }
@@ -75,17 +79,19 @@ impl fmt::Display for UrlError {
 impl std::error::Error for UrlError {}
 
 impl WsUrl {
-    /// Parses `ws://host[:port][/path][?query]`; the scheme is case-insensitive.
+    /// Parses `ws://host[:port][/path][?query]` or `wss://...`; the scheme is
+    /// case-insensitive.
     pub fn parse(text: &str) -> Result<WsUrl, UrlError> {
         let Some((scheme, rest)) = text.split_once("://") else {
             return Err(UrlError::Scheme(String::new()));
         };
-        if scheme.eq_ignore_ascii_case("wss") {
-            return Err(UrlError::Tls);
-        }
-        if !scheme.eq_ignore_ascii_case("ws") {
+        let secure = if scheme.eq_ignore_ascii_case("wss") {
+            true
+        } else if scheme.eq_ignore_ascii_case("ws") {
+            false
+        } else {
             return Err(UrlError::Scheme(scheme.to_owned()));
-        }
+        };
         if let Some(c) = rest
             .chars()
             .find(|c| !c.is_ascii() || c.is_ascii_control() || *c == ' ')
@@ -105,6 +111,7 @@ impl WsUrl {
             return Err(UrlError::MissingHost);
         }
         let port = match port {
+            None if secure => DEFAULT_SECURE_PORT,
             None => DEFAULT_PORT,
             Some(p) => match p.parse::<u16>() {
                 Ok(n) if n > 0 && p.bytes().all(|b| b.is_ascii_digit()) => n,
@@ -118,16 +125,35 @@ impl WsUrl {
             format!("/{resource}")
         };
         Ok(WsUrl {
+            secure,
             host: host.to_owned(),
             port,
             resource,
         })
     }
 
+    /// The scheme, in lower case: `ws` or `wss`.
+    pub fn scheme(&self) -> &'static str {
+        if self.secure {
+            "wss"
+        } else {
+            "ws"
+        }
+    }
+
+    /// The scheme's default port (§3).
+    pub fn default_port(&self) -> u16 {
+        if self.secure {
+            DEFAULT_SECURE_PORT
+        } else {
+            DEFAULT_PORT
+        }
+    }
+
     /// The `Host` header value. §4.1: "the /host/ ... followed by ":" and the port
-    /// number if not using the default port" (80 for ws).
+    /// number if not using the default port" (80 for ws, 443 for wss).
     pub fn host_header(&self) -> String {
-        if self.port == DEFAULT_PORT {
+        if self.port == self.default_port() {
             self.host.clone()
         } else {
             format!("{}:{}", self.host, self.port)
@@ -168,7 +194,8 @@ impl WsUrl {
         }
     }
 
-    /// The host to resolve, without an IPv6 address's brackets.
+    /// The host to resolve, without an IPv6 address's brackets; over TLS, also the name
+    /// (or address) the server's certificate must be valid for.
     pub fn connect_host(&self) -> &str {
         self.host
             .strip_prefix('[')
@@ -179,7 +206,8 @@ impl WsUrl {
 
 impl fmt::Display for WsUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ws://{}:{}{}", self.host, self.port, self.resource)
+        let scheme = self.scheme();
+        write!(f, "{scheme}://{}:{}{}", self.host, self.port, self.resource)
     }
 }
 
@@ -220,9 +248,17 @@ mod tests {
 
     fn url(host: &str, port: u16, resource: &str) -> WsUrl {
         WsUrl {
+            secure: false,
             host: host.into(),
             port,
             resource: resource.into(),
+        }
+    }
+
+    fn secure(host: &str, port: u16, resource: &str) -> WsUrl {
+        WsUrl {
+            secure: true,
+            ..url(host, port, resource)
         }
     }
 
@@ -236,7 +272,14 @@ mod tests {
             ("ws://h?x=1", Ok(url("h", 80, "/?x=1"))),
             ("ws://[::1]:8080/ws", Ok(url("[::1]", 8080, "/ws"))),
             ("ws://[::1]/ws", Ok(url("[::1]", 80, "/ws"))),
-            ("wss://example.com/", Err(UrlError::Tls)),
+            // §3: "the default for "wss" is port 443".
+            ("wss://example.com/", Ok(secure("example.com", 443, "/"))),
+            ("WSS://h:8443/ws?x", Ok(secure("h", 8443, "/ws?x"))),
+            ("wss://127.0.0.1", Ok(secure("127.0.0.1", 443, "/"))),
+            ("wss://[::1]:80/ws", Ok(secure("[::1]", 80, "/ws"))),
+            ("wss:///ws", Err(UrlError::MissingHost)),
+            ("wss://h/a#top", Err(UrlError::Fragment)),
+            ("https://h/", Err(UrlError::Scheme("https".into()))),
             ("http://h/", Err(UrlError::Scheme("http".into()))),
             ("127.0.0.1:8080", Err(UrlError::Scheme(String::new()))),
             ("ws:///ws", Err(UrlError::MissingHost)),
@@ -258,12 +301,17 @@ mod tests {
     }
 
     #[test]
-    fn host_header_names_the_port_unless_it_is_80() {
+    fn host_header_names_the_port_unless_it_is_the_schemes_default() {
         let table = [
             ("ws://h/", "h", "h"),
             ("ws://h:80/", "h", "h"),
             ("ws://h:8080/", "h:8080", "h"),
+            ("ws://h:443/", "h:443", "h"),
             ("ws://[::1]:8080/", "[::1]:8080", "::1"),
+            ("wss://h/", "h", "h"),
+            ("wss://h:443/", "h", "h"),
+            ("wss://h:80/", "h:80", "h"),
+            ("wss://[::1]:8443/", "[::1]:8443", "::1"),
         ];
         for (text, header, connect) in table {
             let url = WsUrl::parse(text).unwrap();
@@ -293,6 +341,23 @@ mod tests {
             assert_eq!(url.resource, resource, "{text} + {id}");
             assert_eq!(url.host, "h");
         }
+    }
+
+    #[test]
+    fn display_names_the_scheme_and_port() {
+        let table = [
+            ("ws://h/ws", "ws://h:80/ws"),
+            ("WSS://h/ws", "wss://h:443/ws"),
+            ("wss://[::1]:8443", "wss://[::1]:8443/"),
+        ];
+        for (text, shown) in table {
+            let url = WsUrl::parse(text).unwrap();
+            assert_eq!(url.to_string(), shown, "{text}");
+            assert_eq!(WsUrl::parse(shown), Ok(url), "{shown}");
+        }
+        let resumed = WsUrl::parse("wss://h/ws").unwrap().with_since("7-1");
+        assert!(resumed.secure);
+        assert_eq!(resumed.to_string(), "wss://h:443/ws?since=7-1");
     }
 
     #[test]

@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use mio::net::TcpStream;
+use rustix::buffer::spare_capacity;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
-use rustix::buffer::spare_capacity;
 
 use crate::protocol::Outbox;
 
@@ -352,10 +352,7 @@ thread_local! {
 /// Calls `f` with up to a record's worth from the front of the outbox, as one slice: the
 /// first frame itself when it fills a record or is all there is, else the frames copied
 /// together. Returns how many bytes that was.
-fn with_record(
-    outbox: &Outbox,
-    f: impl FnOnce(&[u8]) -> io::Result<()>,
-) -> io::Result<usize> {
+fn with_record(outbox: &Outbox, f: impl FnOnce(&[u8]) -> io::Result<()>) -> io::Result<usize> {
     let mut slices: [&[u8]; 16] = [&[]; 16];
     let count = outbox.slices(&mut slices);
     if count == 1 || slices[0].len() >= RECORD {
