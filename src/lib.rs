@@ -89,5 +89,6 @@
 
 pub mod app;
 pub mod client;
+pub mod crypto;
 pub mod protocol;
 pub mod server;

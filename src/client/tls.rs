@@ -52,10 +52,7 @@ impl Setup {
                 ))
             })?
             .to_owned();
-        // ring, as the server's: rustls marks it deprecated only because it has no
-        // post-quantum key exchange (X25519 is offered, and servers take it).
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(crate::crypto::provider());
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| ClientError::TlsSetup(format!("TLS: {e}")))?

@@ -111,10 +111,7 @@ fn server_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, Stri
             key_path.display()
         )
     })?;
-    // ring, which jsonwebtoken already brings; rustls marks it deprecated only because
-    // it has no post-quantum key exchange (X25519 is offered, and browsers take it).
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::crypto::provider());
     let signing_key = provider.key_provider.load_private_key(key).map_err(|e| {
         format!(
             "--tls-key {}: a key rustls cannot use: {e}",
