@@ -52,7 +52,7 @@ impl Setup {
                 ))
             })?
             .to_owned();
-        let provider = Arc::new(crate::crypto::provider());
+        let provider = Arc::new(crate::crypto::client_provider());
         let mut config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| ClientError::TlsSetup(format!("TLS: {e}")))?

@@ -111,7 +111,7 @@ fn server_config(cert_path: &Path, key_path: &Path) -> Result<ServerConfig, Stri
             key_path.display()
         )
     })?;
-    let provider = Arc::new(crate::crypto::provider());
+    let provider = Arc::new(crate::crypto::server_provider());
     let signing_key = provider.key_provider.load_private_key(key).map_err(|e| {
         format!(
             "--tls-key {}: a key rustls cannot use: {e}",
