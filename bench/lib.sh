@@ -6,7 +6,9 @@
 # Optional hooks: WSCAST_FLAGS (an array of extra wscast flags, for start_server) and
 # FANOUT_FLAGS (extra `loadgen fanout` flags, for run_fanout), FANOUT_SETTLE (seconds
 # between the clients being open and the feeder starting; default 0.5), FANOUT_DURATION
-# (the fan-out's time limit after `ready`; default LOAD × 3 + 30 s).
+# (the fan-out's time limit after `ready`; default LOAD × 3 + 30 s), PEER_FLAGS (extra
+# flags for a Rust peer, for start_server) and SCHEME (the URL's scheme; default ws,
+# wss for bench/tls.sh).
 
 # --- processes, cleanup -------------------------------------------------------------
 PIDS=()
@@ -60,7 +62,7 @@ start_server() {
         ;;
     # The Python peer (bench/compression.sh sets PY_VENV).
     py-broadcast) cmd=("$PY_VENV/bin/python" "$HERE/peers/py-broadcast/broadcast.py" --listen "127.0.0.1:$port") ;;
-    *) cmd=("$BIN/$name" --listen "127.0.0.1:$port") ;;
+    *) cmd=("$BIN/$name" --listen "127.0.0.1:$port" ${PEER_FLAGS[@]+"${PEER_FLAGS[@]}"}) ;;
     esac
     if [[ $mode == broadcast ]]; then
         new_fifo
@@ -69,7 +71,7 @@ start_server() {
     taskset -c "$SERVER_CPU" "${cmd[@]}" <"$stdin" >/dev/null 2>"$OUT/$name.err" &
     SPID=$!
     PIDS+=("$SPID")
-    URL=ws://127.0.0.1:$port/ws
+    URL=${SCHEME:-ws}://127.0.0.1:$port/ws
     local i
     for i in $(seq 100); do
         (exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0

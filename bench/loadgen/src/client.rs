@@ -18,6 +18,10 @@
 //! messages, the load generator's limit when it inflates millions a second.) An
 //! inflater whose window does not match the server's stream fails the connection, so a
 //! wrong window shows up as a failed run.
+//!
+//! A `wss://` target puts a rustls client session between each socket and the rest
+//! ([`crate::tls`]): the socket, the poll and the turns stay as they are, and the upgrade
+//! and the frames go through the session as plaintext.
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -25,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
+use rustls::ClientConnection;
 use slab::Slab;
 
 use flate2::{Decompress, FlushDecompress, Status};
@@ -33,6 +38,8 @@ use wscast::protocol::frame::{Decoded, FrameHeader, MAX_HEADER_LEN};
 use wscast::protocol::handshake::{check_response_extended, client_key, client_request_with};
 use wscast::protocol::mask::{apply_mask, MaskingKeys};
 use wscast::protocol::{OpCode, Role};
+
+use crate::tls::{self, TlsTarget};
 
 /// Payload bytes kept from the start of each frame: a control frame's whole payload
 /// (§5.5: at most 125 bytes), or the head of a data frame.
@@ -50,21 +57,30 @@ const SCRATCH: usize = 16 * 1024;
 /// Size of the one read buffer every connection shares.
 const READ_BUF: usize = 256 * 1024;
 
-/// Where to connect: `ws://HOST:PORT/PATH`.
+/// Ciphertext read from a `wss://` socket at a time: the plaintext it opens into, with
+/// what an earlier read left unfinished (at most a record), fits in [`READ_BUF`].
+const TLS_READ: usize = READ_BUF - 32 * 1024;
+
+/// Where to connect: `ws://HOST:PORT/PATH`, or `wss://HOST:PORT/PATH` (TLS).
 #[derive(Debug, Clone)]
 pub struct Target {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
+    /// `wss://`: the client configuration and the name to check the certificate for.
+    pub tls: Option<TlsTarget>,
 }
 
 impl Target {
-    /// Parses a `ws://` URL.
-    pub fn parse(url: &str) -> Result<Target, String> {
+    /// Parses a `ws://` or `wss://` URL; for `wss://`, `ca` is the PEM file of the CA
+    /// the server's certificate must chain to and `kx` the key exchange offered first.
+    pub fn parse(url: &str, ca: Option<&std::path::Path>, kx: tls::Kx) -> Result<Target, String> {
         use std::net::ToSocketAddrs;
-        let rest = url
-            .strip_prefix("ws://")
-            .ok_or_else(|| format!("{url}: only ws:// URLs are supported"))?;
+        let (secure, rest) = match (url.strip_prefix("ws://"), url.strip_prefix("wss://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(format!("{url}: only ws:// and wss:// URLs are supported")),
+        };
         let (host, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -74,10 +90,19 @@ impl Target {
             .map_err(|e| format!("{host}: {e}"))?
             .next()
             .ok_or_else(|| format!("{host}: no address"))?;
+        let tls = match (secure, ca) {
+            (false, _) => None,
+            (true, Some(ca)) => {
+                let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+                Some(TlsTarget::new(ca, name, kx)?)
+            }
+            (true, None) => return Err(format!("{url}: wss:// needs --ca FILE")),
+        };
         Ok(Target {
             addr,
             host: host.to_owned(),
             path: path.to_owned(),
+            tls,
         })
     }
 }
@@ -175,6 +200,8 @@ pub trait Handler {
 /// One client connection.
 pub struct Conn {
     sock: TcpStream,
+    /// The TLS session, for a `wss://` target.
+    tls: Option<Box<ClientConnection>>,
     pub phase: Phase,
     key: String,
     head: Vec<u8>,
@@ -234,6 +261,14 @@ impl Conn {
 
     /// Writes what is queued until done or `WouldBlock`.
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(session) = &mut self.tls {
+            tls::flush(session, &mut self.sock, &self.out, &mut self.out_at)?;
+            if self.out_at == self.out.len() {
+                self.out.clear();
+                self.out_at = 0;
+            }
+            return Ok(());
+        }
         while self.out_at < self.out.len() {
             match self.sock.write(&self.out[self.out_at..]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -255,6 +290,8 @@ pub struct Driver {
     events: Events,
     pub conns: Slab<Conn>,
     buf: Vec<u8>,
+    /// Ciphertext as read from a socket, for `wss://` (empty for `ws://`).
+    tls_buf: Vec<u8>,
     target: Target,
     rng: u64,
     /// Connections not yet open (connecting or upgrading).
@@ -288,6 +325,11 @@ impl Driver {
             events: Events::with_capacity(4096),
             conns: Slab::new(),
             buf: vec![0; READ_BUF],
+            tls_buf: if target.tls.is_some() {
+                vec![0; TLS_READ]
+            } else {
+                Vec::new()
+            },
             target,
             rng: wall_ns() | 1,
             pending: 0,
@@ -303,6 +345,10 @@ impl Driver {
 
     /// Starts one connection.
     pub fn connect(&mut self) -> io::Result<usize> {
+        let tls = match &self.target.tls {
+            Some(target) => Some(Box::new(target.session()?)),
+            None => None,
+        };
         let mut sock = self.open_socket()?;
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -322,6 +368,7 @@ impl Driver {
         };
         entry.insert(Conn {
             sock,
+            tls,
             phase: Phase::Connecting,
             key: client_key(&nonce),
             head: Vec::new(),
@@ -373,6 +420,27 @@ impl Driver {
         Ok(TcpStream::from_std(sock.into()))
     }
 
+    /// What a connection still holds that it has not handed over, for a run that lost
+    /// lines: over TLS, what rustls has (decrypted or not), and what the socket has.
+    pub fn probe(&mut self, key: usize) -> String {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return "gone".to_owned();
+        };
+        let Some(session) = &mut conn.tls else {
+            let mut buf = [0u8; 4096];
+            return format!("socket read: {:?}", conn.sock.read(&mut buf));
+        };
+        let state = session.process_new_packets();
+        let mut buf = vec![0u8; 1 << 20];
+        let plain = session.reader().read(&mut buf);
+        let socket = session.read_tls(&mut conn.sock);
+        let after = session.process_new_packets();
+        format!(
+            "rustls before: {state:?}; plaintext read {plain:?}; read_tls {socket:?}; then {after:?}; wants_read {}",
+            session.wants_read()
+        )
+    }
+
     /// Marks a connection for a flush at the end of this turn (after a handler queued
     /// frames on it outside a callback).
     pub fn mark(&mut self, key: usize) {
@@ -412,7 +480,7 @@ impl Driver {
         }
         for key in again {
             match self.conns.get_mut(key) {
-                // Still listed: no event for it this turn, so read it now.
+                // Still listed: nothing read it this turn, so read it now.
                 Some(conn) if conn.again => {
                     conn.again = false;
                     let readiness = Readiness {
@@ -440,7 +508,12 @@ impl Driver {
 
     fn on_ready<H: Handler>(&mut self, key: usize, readiness: Readiness, h: &mut H) {
         let conn = &mut self.conns[key];
-        conn.again = false;
+        // A read is due; a writable-only event leaves a pending one listed. (Over TLS,
+        // plaintext can wait inside rustls with the socket drained: epoll then reports
+        // the socket writable and not readable, and the bytes would wait for ever.)
+        if readiness.readable {
+            conn.again = false;
+        }
         if conn.phase == Phase::Connecting {
             match conn.sock.take_error() {
                 Ok(None) => {}
@@ -492,7 +565,9 @@ impl Driver {
     /// the frame reader. A read shorter than the buffer drained the socket: with
     /// edge-triggered epoll, bytes arriving after it raise a new event, so the read that
     /// would only say `WouldBlock` is skipped (as tokio does), unless the peer's FIN may
-    /// be waiting behind the data (`closed`).
+    /// be waiting behind the data (`closed`). Over TLS a read fills the buffer with
+    /// plaintext until it is full or the socket said `WouldBlock` ([`tls::read`]), and
+    /// only the latter drains it.
     fn read<H: Handler>(&mut self, key: usize, buf: &mut [u8], closed: bool, h: &mut H) {
         for reads in 1.. {
             if reads > READS_PER_TURN {
@@ -507,8 +582,12 @@ impl Driver {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            let n = match conn.sock.read(buf) {
-                Ok(0) => {
+            let read = match &mut conn.tls {
+                None => conn.sock.read(buf).map(|n| (n, n < buf.len())),
+                Some(session) => tls::read(session, &mut conn.sock, &mut self.tls_buf, buf),
+            };
+            let (n, short) = match read {
+                Ok((0, _)) => {
                     let why = if conn.phase == Phase::Closing {
                         Gone::Clean
                     } else {
@@ -516,12 +595,12 @@ impl Driver {
                     };
                     return self.forget(key, why, h);
                 }
-                Ok(n) => n,
+                Ok(read) => read,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.forget(key, Gone::Failed(format!("read: {e}")), h),
             };
-            let drained = n < buf.len() && !closed;
+            let drained = short && !closed;
             let now = Now::get();
             let mut data = &buf[..n];
             let mut early = Vec::new();

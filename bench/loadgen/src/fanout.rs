@@ -308,6 +308,40 @@ pub fn run(args: Args) -> io::Result<()> {
         h.inflate_failed,
         h.first_error.as_ref().map(|e| format!(" (first error: {e})")).unwrap_or_default()
     );
+    if lost > 0 {
+        // Where the loss is: which clients, and how far each got.
+        let short: Vec<String> = d
+            .conns
+            .iter()
+            .filter(|(_, c)| c.count < lines)
+            .map(|(k, c)| {
+                format!(
+                    "#{k} got {} next_seq {} gaps {} END {}",
+                    c.count, c.next_seq, c.lost, c.done
+                )
+            })
+            .collect();
+        eprintln!(
+            "fanout: {} clients short of {lines} lines; the first: {}",
+            short.len(),
+            short
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let keys: Vec<usize> = d
+            .conns
+            .iter()
+            .filter(|(_, c)| c.count < lines)
+            .map(|(k, _)| k)
+            .take(3)
+            .collect();
+        for key in keys {
+            eprintln!("fanout: #{key}: {}", d.probe(key));
+        }
+    }
     let mut report = Report::new("fanout");
     report
         .add("resume", u8::from(args.resume))

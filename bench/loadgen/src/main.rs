@@ -17,6 +17,7 @@ mod idle;
 mod jwt;
 mod resume;
 mod stats;
+mod tls;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -28,6 +29,12 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// The CA (PEM) that `wss://` servers' certificates must chain to.
+    #[arg(long, global = true)]
+    ca: Option<std::path::PathBuf>,
+    /// The key exchange `wss://` clients offer first (with its key share).
+    #[arg(long, global = true, value_enum, default_value_t = tls::Kx::X25519)]
+    kx: tls::Kx,
 }
 
 #[derive(Subcommand)]
@@ -177,7 +184,9 @@ enum Cmd {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let nofile = stats::raise_nofile();
-    let target = |url: &str| client::Target::parse(url);
+    let ca = cli.ca.clone();
+    let kx = cli.kx;
+    let target = |url: &str| client::Target::parse(url, ca.as_deref(), kx);
     let secs = Duration::from_secs_f64;
     let result = match cli.cmd {
         Cmd::Idle {

@@ -8,11 +8,14 @@
 //! (`RecvError::Lagged`): that is the broadcast channel's contract, and the benchmark
 //! counts those lines as lost.
 //!
-//! `tt-broadcast [--listen ADDR]` (default 127.0.0.1:0) prints `listening on
-//! ws://ADDR/ws` on stderr, like wscast.
+//! `tt-broadcast [--listen ADDR] [--tls-cert FILE --tls-key FILE]` (default
+//! 127.0.0.1:0) prints `listening on ws://ADDR/ws` (`wss://` with TLS) on stderr, like
+//! wscast. With TLS each accepted socket goes through tokio-rustls's `TlsAcceptor`
+//! (configured as wscast's, see `peer-tls`) in its client's task, and the same loop
+//! runs over the stream.
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
@@ -22,8 +25,10 @@ const CAPACITY: usize = 1024;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
+    let tls = peer_tls::acceptor_or_exit();
     let listener = TcpListener::bind(listen_arg()).await?;
-    eprintln!("listening on ws://{}/ws", listener.local_addr()?);
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    eprintln!("listening on {scheme}://{}/ws", listener.local_addr()?);
     let (tx, _) = broadcast::channel::<Utf8Bytes>(CAPACITY);
 
     let lines_tx = tx.clone();
@@ -37,13 +42,35 @@ async fn main() -> std::io::Result<()> {
 
     loop {
         let (stream, _) = listener.accept().await?;
-        tokio::spawn(serve(stream, tx.subscribe()));
+        match &tls {
+            None => {
+                tokio::spawn(serve(stream, tx.subscribe()));
+            }
+            Some(acceptor) => {
+                let (acceptor, rx) = (acceptor.clone(), tx.subscribe());
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        forward(stream, rx).await;
+                    }
+                });
+            }
+        }
     }
 }
 
-/// One client: forward every broadcast line, read (and drop) what the client sends.
-async fn serve(stream: TcpStream, mut rx: broadcast::Receiver<Utf8Bytes>) {
+/// One plain client.
+async fn serve(stream: TcpStream, rx: broadcast::Receiver<Utf8Bytes>) {
     let _ = stream.set_nodelay(true);
+    forward(stream, rx).await;
+}
+
+/// Upgrade, then forward every broadcast line, and read (and drop) what the client
+/// sends.
+async fn forward<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    mut rx: broadcast::Receiver<Utf8Bytes>,
+) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
@@ -66,7 +93,7 @@ async fn serve(stream: TcpStream, mut rx: broadcast::Receiver<Utf8Bytes>) {
     }
 }
 
-/// `--listen ADDR`, the only option.
+/// `--listen ADDR` (the TLS flags are read by `peer_tls`).
 fn listen_arg() -> String {
     let args: Vec<String> = std::env::args().collect();
     match args.iter().position(|a| a == "--listen" || a == "-l") {

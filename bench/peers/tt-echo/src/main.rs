@@ -2,26 +2,49 @@
 //! `current_thread` runtime (one core, like wscast). A peer for wscast's echo and
 //! handshake benchmarks; no compression (tungstenite has none).
 //!
-//! `tt-echo [--listen ADDR]` (default 127.0.0.1:0) prints `listening on ws://ADDR/ws`
-//! on stderr, like wscast.
+//! `tt-echo [--listen ADDR] [--tls-cert FILE --tls-key FILE]` (default 127.0.0.1:0)
+//! prints `listening on ws://ADDR/ws` (`wss://` with TLS) on stderr, like wscast. With
+//! TLS each accepted socket goes through tokio-rustls's `TlsAcceptor` (configured as
+//! wscast's, see `peer-tls`) in its own task, and the same echo runs over the stream.
 
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
+    let tls = peer_tls::acceptor_or_exit();
     let listener = TcpListener::bind(listen_arg()).await?;
-    eprintln!("listening on ws://{}/ws", listener.local_addr()?);
+    let scheme = if tls.is_some() { "wss" } else { "ws" };
+    eprintln!("listening on {scheme}://{}/ws", listener.local_addr()?);
     loop {
         let (stream, _) = listener.accept().await?;
-        tokio::spawn(serve(stream));
+        match &tls {
+            None => {
+                tokio::spawn(serve(stream));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let _ = stream.set_nodelay(true);
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        echo(stream).await;
+                    }
+                });
+            }
+        }
     }
 }
 
-/// One client: upgrade, then send every data message back; tungstenite answers pings
-/// and completes the close handshake itself.
+/// One plain client.
 async fn serve(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    echo(stream).await;
+}
+
+/// Upgrade, then send every data message back; tungstenite answers pings and completes
+/// the close handshake itself.
+async fn echo<S: AsyncRead + AsyncWrite + Unpin>(stream: S) {
     let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await else {
         return;
     };
@@ -34,7 +57,7 @@ async fn serve(stream: TcpStream) {
     }
 }
 
-/// `--listen ADDR`, the only option.
+/// `--listen ADDR` (the TLS flags are read by `peer_tls`).
 fn listen_arg() -> String {
     let args: Vec<String> = std::env::args().collect();
     match args.iter().position(|a| a == "--listen" || a == "-l") {
