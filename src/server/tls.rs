@@ -247,10 +247,7 @@ impl Session {
                 break Ok(());
             }
         };
-        self.incoming.drain(..used.min(self.incoming.len()));
-        if self.incoming.is_empty() {
-            self.incoming = Vec::new();
-        }
+        self.discard(used);
         if let Err(e) = result {
             // rustls has queued an alert saying why: send it, then give up.
             self.flush_alert(socket);
@@ -270,8 +267,10 @@ impl Session {
             if outbox.is_empty() || self.failed {
                 return Ok(true);
             }
-            // Only an unfinished record can be in `incoming` here: nothing to discard.
-            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.incoming);
+            // Only an unfinished record can be in `incoming` here, so rustls finds nothing
+            // to read in it; its discard is honoured all the same.
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.incoming);
             let state = match state {
                 Ok(state) => state,
                 Err(e) => {
@@ -279,7 +278,7 @@ impl Session {
                     return Err(invalid(e));
                 }
             };
-            match state {
+            let idle = match state {
                 ConnectionState::WriteTraffic(mut traffic) => {
                     let n = with_record(outbox, |record| {
                         encrypt(&mut self.outgoing, record.len(), |out| {
@@ -287,14 +286,31 @@ impl Session {
                         })
                     })?;
                     outbox.consume(n);
+                    false
                 }
                 ConnectionState::EncodeTlsData(mut data) => {
                     encode(&mut self.outgoing, |out| data.encode(out)).map_err(invalid)?;
+                    false
                 }
-                ConnectionState::TransmitTlsData(transmit) => transmit.done(),
+                ConnectionState::TransmitTlsData(transmit) => {
+                    transmit.done();
+                    false
+                }
                 // Still in the handshake (the request cannot have come yet), or closed.
-                _ => return Ok(true),
+                _ => true,
+            };
+            self.discard(discard);
+            if idle {
+                return Ok(true);
             }
+        }
+    }
+
+    /// Drops the front `n` bytes of `incoming`, as rustls says to after each step.
+    fn discard(&mut self, n: usize) {
+        self.incoming.drain(..n.min(self.incoming.len()));
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
         }
     }
 
@@ -303,11 +319,12 @@ impl Session {
     pub fn close_notify(&mut self, socket: &mut TcpStream) {
         if !self.notified && !self.failed {
             self.notified = true;
-            if let Ok(ConnectionState::WriteTraffic(mut traffic)) =
-                self.conn.process_tls_records(&mut self.incoming).state
-            {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.incoming);
+            if let Ok(ConnectionState::WriteTraffic(mut traffic)) = state {
                 let _ = encrypt(&mut self.outgoing, 0, |out| traffic.queue_close_notify(out));
             }
+            self.discard(discard);
         }
         let _ = write_some(socket, &mut self.outgoing);
     }
@@ -317,12 +334,14 @@ impl Session {
         self.failed = true;
         // Only what is queued: asked to go on, rustls would read the bad bytes again.
         while self.conn.wants_write() {
-            let Ok(ConnectionState::EncodeTlsData(mut data)) =
-                self.conn.process_tls_records(&mut self.incoming).state
-            else {
+            let UnbufferedStatus { discard, state } =
+                self.conn.process_tls_records(&mut self.incoming);
+            let Ok(ConnectionState::EncodeTlsData(mut data)) = state else {
                 break;
             };
-            if encode(&mut self.outgoing, |out| data.encode(out)).is_err() {
+            let encoded = encode(&mut self.outgoing, |out| data.encode(out));
+            self.discard(discard);
+            if encoded.is_err() {
                 break;
             }
         }
