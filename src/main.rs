@@ -126,6 +126,18 @@ struct ServeArgs {
     /// The private key of --tls-cert (PEM)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Be one node of a cluster sharing a Redis Stream:
+    /// redis://[:PASSWORD@]HOST[:PORT][/DB]
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
+    /// The Redis key of the stream (chat uses KEY:chat, connection ids KEY:ids)
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "wscast",
+        requires = "redis"
+    )]
+    redis_key: String,
     /// Every stdin line is a message, even one starting with '/'
     #[arg(long)]
     no_commands: bool,
@@ -201,6 +213,11 @@ fn main() -> ExitCode {
     raise_fd_limit(config.max_connections);
     match server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
+        // What the command line named does not work (a Redis refusing the password).
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            error!("{e}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             error!("{e}");
             ExitCode::FAILURE
@@ -322,6 +339,19 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
         (Some(cert), Some(key)) => Some(Tls::load(cert, key)?),
         _ => None,
     };
+    let redis = match &args.redis {
+        None => None,
+        Some(url) => {
+            let url = url.parse().map_err(|e| format!("--redis {url}: {e}"))?;
+            if args.redis_key.is_empty() {
+                return Err("--redis-key: the key may not be empty".to_owned());
+            }
+            Some(server::backplane::Options {
+                url,
+                key: args.redis_key.clone(),
+            })
+        }
+    };
     let ping_interval = (args.ping_interval > 0).then(|| Duration::from_secs(args.ping_interval));
     let idle_timeout = Duration::from_secs(
         args.idle_timeout
@@ -356,6 +386,7 @@ fn config_from(args: ServeArgs) -> Result<Config, String> {
             (None, _) => Some(DEFAULT_MAX_RATE),
         },
         tls,
+        redis,
     })
 }
 

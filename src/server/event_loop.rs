@@ -11,6 +11,10 @@
 //!  end of turn: every dirty peer ─▶ Transport::send (writev) ─▶ socket
 //! ```
 //!
+//! With `--redis`, stdin lines and POST bodies go to the [`Backplane`] instead, and what
+//! it reads back from the stream takes the `Hub::publish` path above (so do chat texts
+//! for groups, to `deliver`).
+//!
 //! It follows mio's rules: sockets are drained until `WouldBlock`, `Interrupted` is
 //! retried, unknown tokens and spurious events are ignored, and `WRITABLE` interest is
 //! registered only while a connection has output the kernel would not take. Timers
@@ -30,6 +34,7 @@ use slab::Slab;
 
 use super::activation;
 use super::auth::{JwtAuth, Refusal};
+use super::backplane::{self, Backplane};
 use super::compress::{Class, Compressor};
 use super::console::{self, Command, Printer, HELP};
 use super::feed::{self, Item, Progress, StdinFeed};
@@ -44,7 +49,7 @@ use super::routes::{self, Route, RouteContext};
 use super::timer::{Millis, Timer};
 use super::transport::{Flush, Transport};
 use super::Config;
-use crate::app::{App, Delivery, Mode};
+use crate::app::{App, Delivery, Mode, Recipients};
 use crate::protocol::deflate;
 use crate::protocol::http::{reason_phrase, Request, Response};
 use crate::protocol::{CloseCode, Event, Frames, Message, MessageKind, RequestRead, Shared, State};
@@ -57,8 +62,13 @@ const STDIN: Token = Token(1);
 const SIGNALS: Token = Token(2);
 /// The timer of the nearest deadline.
 const TIMER: Token = Token(3);
+/// The backplane's two links to Redis: appends, and the blocking read.
+const REDIS_WRITER: Token = Token(4);
+const REDIS_READER: Token = Token(5);
 /// Connection tokens are their slab key plus this.
-const FIRST_PEER: usize = 4;
+const FIRST_PEER: usize = 6;
+/// How long a client resuming from an id this node has not read yet may wait for it.
+const PARK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Size of the one read buffer all connections share.
 const READ_BUF: usize = 64 * 1024;
@@ -122,6 +132,19 @@ pub struct Server {
     accept_blocked: bool,
     /// A connection closed while `accept_blocked`: retry at the end of the turn.
     accept_retry: bool,
+    /// With `--redis`: the stream every node appends to and delivers from.
+    backplane: Option<Backplane>,
+    backplane_events: Vec<backplane::Event>,
+    /// `POST /broadcast` requests waiting for their entry to be read back: the append's
+    /// sequence number, and the peer.
+    held_posts: HashMap<u64, usize>,
+    /// Upgrades resuming from a stream id this node has not read yet: answered when it
+    /// has, or with 400 at the deadline.
+    parked: Vec<(usize, Request, Instant)>,
+    /// Answer parked upgrades now, whatever the history says.
+    unpark: bool,
+    /// Stdin ended with `--exit-on-eof`: shut down once every line is read back.
+    exit_when_delivered: bool,
 }
 
 impl Server {
@@ -150,6 +173,22 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let stdin = StdinFeed::open(poll.registry(), STDIN, config.max_message, config.commands)?;
         let timer = Timer::new(poll.registry(), TIMER)?;
+        let backplane = match &config.redis {
+            None => None,
+            Some(options) => Some(Backplane::new(
+                options.clone(),
+                config.history,
+                config.mode == Mode::Chat,
+                config.paths.clone(),
+                (REDIS_WRITER, REDIS_READER),
+            )?),
+        };
+        let history_bytes = config.history_bytes.min(config.max_backlog);
+        let history = if backplane.is_some() {
+            History::streamed(config.history, history_bytes)
+        } else {
+            History::new(History::run_name(), config.history, history_bytes)
+        };
         Ok(Server {
             poll,
             listener: Some(listener),
@@ -162,11 +201,7 @@ impl Server {
                 config.compression_epoch,
                 Instant::now(),
             ),
-            history: History::new(
-                History::run_name(),
-                config.history,
-                config.history_bytes.min(config.max_backlog),
-            ),
+            history,
             subjects: HashMap::new(),
             config,
             peers: Slab::new(),
@@ -190,6 +225,12 @@ impl Server {
             turn: Millis::MIN,
             accept_blocked: false,
             accept_retry: false,
+            backplane,
+            backplane_events: Vec::new(),
+            held_posts: HashMap::new(),
+            parked: Vec::new(),
+            unpark: false,
+            exit_when_delivered: false,
         })
     }
 
@@ -213,20 +254,23 @@ impl Server {
         loop {
             // Sleep until an event: the timerfd brings one at the nearest deadline; with
             // nothing to time, the poll may sleep for good.
-            let timeout = if self.peers.is_empty() && self.shutdown.is_none() {
-                None
-            } else {
-                let wake = self
-                    .shutdown
-                    .map_or(self.next_tick, |s| s.min(self.next_tick));
-                match self.timer.arm_by(wake) {
-                    Ok(()) => None,
-                    Err(e) => {
-                        debug!("timerfd: {e}; using a poll timeout");
-                        Some(wake.saturating_duration_since(Instant::now()))
+            let backplane_due = self.backplane.as_ref().and_then(Backplane::deadline);
+            let timeout =
+                if self.peers.is_empty() && self.shutdown.is_none() && backplane_due.is_none() {
+                    None
+                } else {
+                    let wake = self
+                        .shutdown
+                        .map_or(self.next_tick, |s| s.min(self.next_tick));
+                    let wake = backplane_due.map_or(wake, |due| due.min(wake));
+                    match self.timer.arm_by(wake) {
+                        Ok(()) => None,
+                        Err(e) => {
+                            debug!("timerfd: {e}; using a poll timeout");
+                            Some(wake.saturating_duration_since(Instant::now()))
+                        }
                     }
-                }
-            };
+                };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -251,6 +295,8 @@ impl Server {
                     SIGNALS => self.on_signals(),
                     // A deadline is (probably) due: checked against the clock below.
                     TIMER => self.timer.fired(),
+                    // Redis answered (or a link connected, or failed).
+                    REDIS_WRITER | REDIS_READER => self.on_backplane(Some(event.token()), now)?,
                     // A connection is readable and/or writable.
                     Token(t) if t >= FIRST_PEER => {
                         let key = t - FIRST_PEER;
@@ -272,10 +318,33 @@ impl Server {
             if now >= self.next_tick {
                 self.next_tick = self.tick(now);
             }
+            if self.backplane.is_some() {
+                self.on_backplane(None, now)?;
+            }
             self.flush_dirty();
-            if self.stdin.as_ref().is_some_and(|s| s.ready) && !self.everyone_behind() {
+            if self.stdin.as_ref().is_some_and(|s| s.ready) && !self.stdin_held() {
                 self.read_stdin();
                 self.flush_dirty();
+            }
+            if self.backplane.is_some() {
+                // This turn's appends in one MULTI/EXEC, and the next read.
+                let read = !self.everyone_behind();
+                let mut out = std::mem::take(&mut self.backplane_events);
+                if let Some(backplane) = &mut self.backplane {
+                    backplane.flush(self.poll.registry(), now, read, &mut out);
+                }
+                self.backplane_events = out;
+                self.on_backplane_events()?;
+                if self.exit_when_delivered
+                    && self
+                        .backplane
+                        .as_ref()
+                        .is_some_and(Backplane::delivered_own)
+                {
+                    self.exit_when_delivered = false;
+                    info!("stdin closed and every line delivered: shutting down (--exit-on-eof)");
+                    self.begin_shutdown();
+                }
             }
             if std::mem::take(&mut self.accept_retry) {
                 self.accept();
@@ -493,11 +562,29 @@ impl Server {
                 }
             }
         }
+        if request.path == "/healthz" && matches!(route, Route::Respond(ref r) if r.status == 200) {
+            if let Some(why) = self.backplane.as_ref().and_then(Backplane::trouble) {
+                let response = Response::text(503, &why);
+                route = Route::Respond(if request.method == "HEAD" {
+                    response.head_only()
+                } else {
+                    response
+                });
+            }
+        }
         let mut replay = None;
         if let Route::Upgrade { upgrade, .. } = &route {
             if upgrade.offers(SUBPROTOCOL) {
                 match self.history.replay(request.query_param("since")) {
                     Ok(resume) => replay = Some(resume),
+                    Err(history::BadId::Future) if self.backplane.is_some() && !self.unpark => {
+                        // Another node may have delivered it already: wait for the
+                        // reader to get there (the 101 is not sent before).
+                        let deadline = Instant::now() + PARK_TIMEOUT;
+                        self.next_tick = self.next_tick.min(deadline);
+                        self.parked.push((key, request.clone(), deadline));
+                        return;
+                    }
                     Err(why) => {
                         let name = self.peers[key].name();
                         warn!("{name}: resume refused: {why}");
@@ -530,8 +617,14 @@ impl Server {
         }
         let response = match route {
             Route::Upgrade { path, upgrade } => {
-                let id = self.next_id;
-                self.next_id += 1;
+                let leased = self.backplane.as_mut().and_then(Backplane::next_id);
+                let id = leased.unwrap_or_else(|| {
+                    if self.backplane.is_some() {
+                        warn!("no connection ids leased from Redis yet: this one may not be unique across nodes");
+                    }
+                    self.next_id
+                });
+                self.next_id = self.next_id.max(id) + 1;
                 self.open += 1;
                 self.metrics.opened(path);
                 let peer = &mut self.peers[key];
@@ -610,6 +703,24 @@ impl Server {
                 self.deliver(key);
                 return;
             }
+            Route::Broadcast if self.backplane.is_some() => {
+                let addr = self.peers[key].name();
+                let Some(backplane) = self.backplane.as_mut().filter(|b| b.is_up()) else {
+                    warn!("{addr}: POST /broadcast refused with 503: Redis is unreachable");
+                    return self.peers[key].conn.respond(
+                        &Response::text(
+                            503,
+                            "the Redis backplane is unreachable; try again shortly",
+                        )
+                        .header("Retry-After", "1"),
+                    );
+                };
+                // Answered once the entry is read back and delivered here.
+                let seq = backplane.append(body);
+                debug!("{addr}: POST /broadcast of {} bytes appended", body.len());
+                self.held_posts.insert(seq, key);
+                return;
+            }
             Route::Broadcast => {
                 let addr = self.peers[key].name();
                 if self.everyone_behind() {
@@ -629,6 +740,17 @@ impl Server {
                 }
             }
             Route::Metrics { head } => {
+                let now = Instant::now();
+                self.metrics.backplane = self.backplane.as_ref().map(|b| metrics::BackplaneStats {
+                    up: b.is_up(),
+                    pending: b.pending(),
+                    down_for: b.down_for(now),
+                    outages: b.outages,
+                    appended: b.appended,
+                    read: b.read,
+                    skipped: b.skipped,
+                    lost: b.lost,
+                });
                 let text = self.metrics.render(&self.config.paths, Instant::now());
                 let response = Response::new(200, metrics::CONTENT_TYPE, text);
                 if head {
@@ -773,34 +895,44 @@ impl Server {
                         }
                     }
                 }
-                Delivery::ToGroup { to, text } => {
-                    // Framed once per encoding: as it is, and wrapped for resumers.
-                    let (mut plain, mut wrapped): (Option<Shared>, Option<Shared>) = (None, None);
-                    for (key, peer) in self.peers.iter_mut() {
-                        if !peer.flags.get(MEMBER) || !self.app.reaches(&to, peer.id) {
-                            continue;
-                        }
-                        let resume = peer.flags.get(RESUME);
-                        let frames = if resume { &mut wrapped } else { &mut plain };
-                        let frames = frames.get_or_insert_with(|| {
-                            let mut batch = Frames::new();
-                            if resume {
-                                let json = history::wrap(MessageKind::Text, text.as_bytes());
-                                batch.push(MessageKind::Text, &json);
-                            } else {
-                                batch.push(MessageKind::Text, text.as_bytes());
-                            }
-                            batch.share()
-                        });
-                        if peer.conn.send_shared(frames) {
-                            self.metrics.messages_sent += 1;
-                            peer.mark_dirty(key, &mut self.dirty);
-                        }
+                Delivery::ToGroup { to, text } => match &mut self.backplane {
+                    // A group may span nodes: it hears this through Redis, as every
+                    // node does. While Redis is down, this node's members still hear it.
+                    Some(backplane) if backplane.is_up() && !matches!(to, Recipients::One(_)) => {
+                        backplane.append_chat(&to, &text)
                     }
-                }
+                    _ => self.send_group(&to, &text),
+                },
             }
         }
         self.deliveries = deliveries;
+    }
+
+    /// Sends a text to every connection of this node among `to`.
+    fn send_group(&mut self, to: &Recipients, text: &str) {
+        // Framed once per encoding: as it is, and wrapped for resumers.
+        let (mut plain, mut wrapped): (Option<Shared>, Option<Shared>) = (None, None);
+        for (key, peer) in self.peers.iter_mut() {
+            if !peer.flags.get(MEMBER) || !self.app.reaches(to, peer.id) {
+                continue;
+            }
+            let resume = peer.flags.get(RESUME);
+            let frames = if resume { &mut wrapped } else { &mut plain };
+            let frames = frames.get_or_insert_with(|| {
+                let mut batch = Frames::new();
+                if resume {
+                    let json = history::wrap(MessageKind::Text, text.as_bytes());
+                    batch.push(MessageKind::Text, &json);
+                } else {
+                    batch.push(MessageKind::Text, text.as_bytes());
+                }
+                batch.share()
+            });
+            if peer.conn.send_shared(frames) {
+                self.metrics.messages_sent += 1;
+                peer.mark_dirty(key, &mut self.dirty);
+            }
+        }
     }
 
     /// The one place a connection leaves the app: once it can no longer receive data
@@ -837,6 +969,154 @@ impl Server {
         n
     }
 
+    /// A stdin line or POST body (or a batch of them) for every client: straight to the
+    /// hub, or, on a node of a cluster, to Redis, which brings it back to every node.
+    fn broadcast(&mut self, frames: &Shared, source: Source) {
+        match &mut self.backplane {
+            Some(backplane) => {
+                for (_, payload) in frames.each() {
+                    backplane.append(payload);
+                }
+            }
+            None => {
+                self.publish(frames, source);
+            }
+        }
+    }
+
+    /// Whether stdin must wait: every client is behind, or Redis cannot take lines.
+    fn stdin_held(&mut self) -> bool {
+        self.backplane.as_ref().is_some_and(|b| !b.accepts()) || self.everyone_behind()
+    }
+
+    /// Moves the backplane on: a link's readiness (`token`), else its deadlines; then
+    /// acts on what came of it.
+    fn on_backplane(&mut self, token: Option<Token>, now: Instant) -> io::Result<()> {
+        let mut out = std::mem::take(&mut self.backplane_events);
+        if let Some(backplane) = &mut self.backplane {
+            match token {
+                Some(token) => backplane.on_ready(self.poll.registry(), token, now, &mut out),
+                None => backplane.tick(self.poll.registry(), now, &mut out),
+            }
+        }
+        self.backplane_events = out;
+        self.on_backplane_events()
+    }
+
+    /// What the backplane read or noticed: deliveries, history, changes of state.
+    fn on_backplane_events(&mut self) -> io::Result<()> {
+        let mut events = std::mem::take(&mut self.backplane_events);
+        let mut result = Ok(());
+        for event in events.drain(..) {
+            match event {
+                backplane::Event::Feed(entries) => self.deliver_feed(entries),
+                backplane::Event::History(entries) => {
+                    let mut frames = Frames::new();
+                    let mut ids = Vec::with_capacity(entries.len());
+                    for (id, payload) in &entries {
+                        feed::push_message(&mut frames, payload);
+                        ids.push(*id);
+                    }
+                    if !ids.is_empty() {
+                        self.history.record_streamed(&frames.share(), false, &ids);
+                        info!(
+                            "backplane: {} message(s) of the stream kept for resuming clients",
+                            ids.len()
+                        );
+                    }
+                }
+                backplane::Event::Chat { to, text } => self.send_group(&to, &text),
+                backplane::Event::Up => {}
+                backplane::Event::Down => {
+                    // Their entries may have gone in: they will be delivered (once)
+                    // when Redis is back, since the append is sent again.
+                    for (_, key) in self.held_posts.drain() {
+                        if let Some(peer) = self.peers.get_mut(key) {
+                            peer.conn.respond(&Response::text(
+                                202,
+                                "accepted; Redis became unreachable: it will be delivered once Redis is back",
+                            ));
+                            peer.mark_dirty(key, &mut self.dirty);
+                        }
+                    }
+                }
+                backplane::Event::Fatal(why) => {
+                    result = Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+                }
+            }
+        }
+        self.backplane_events = events;
+        result
+    }
+
+    /// Broadcast messages read back from the stream: one batch to the hub, with their
+    /// stream ids; then the POSTs among them are answered and parked resumes retried.
+    fn deliver_feed(&mut self, entries: Vec<backplane::FeedEntry>) {
+        let mut frames = Frames::new();
+        let mut ids = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            feed::push_message(&mut frames, &entry.payload);
+            ids.push(entry.id);
+        }
+        let frames = frames.share();
+        let mut broadcast = Broadcast {
+            plain: frames.clone(),
+            tagged: self
+                .history
+                .record_streamed(&frames, self.resumers > 0, &ids),
+            compressed: Vec::new(),
+        };
+        self.compressor.encode(&mut broadcast);
+        let n = self
+            .hub
+            .publish(self.peers.iter_mut().map(|(_, peer)| peer), &broadcast);
+        let now = Instant::now();
+        if self.compressor.reset_due(now) {
+            self.reset_compression(now);
+        }
+        self.metrics
+            .broadcast(Source::Backplane, frames.messages(), n);
+        self.flush_all |= n > 0;
+        for seq in entries.iter().filter_map(|e| e.post) {
+            if let Some(key) = self.held_posts.remove(&seq) {
+                if let Some(peer) = self.peers.get_mut(key) {
+                    info!(
+                        "{}: POST /broadcast sent to {n} client(s) of this node",
+                        peer.name()
+                    );
+                    peer.conn.respond(&routes::broadcast_done(n));
+                    peer.mark_dirty(key, &mut self.dirty);
+                }
+            }
+        }
+        self.retry_parked(false);
+    }
+
+    /// Answers the upgrades waiting for the reader to pass their `since` id: those it
+    /// has passed, or all of them (`all`: their time is up: 400).
+    fn retry_parked(&mut self, all: bool) {
+        if self.parked.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let parked = std::mem::take(&mut self.parked);
+        self.unpark = true;
+        for (key, request, deadline) in parked {
+            let ready = all && now >= deadline
+                || !matches!(
+                    self.history.replay(request.query_param("since")),
+                    Err(history::BadId::Future)
+                );
+            if !ready {
+                self.parked.push((key, request, deadline));
+            } else if self.peers.contains(key) {
+                self.on_request(key, &request, &[]);
+                self.mark_dirty(key);
+            }
+        }
+        self.unpark = false;
+    }
+
     /// Whether every open client is behind (see [`Hub::everyone_behind`]): then stdin
     /// waits and `POST /broadcast` gets 503.
     fn everyone_behind(&mut self) -> bool {
@@ -850,7 +1130,7 @@ impl Server {
             if self.stdin.is_none() {
                 return;
             }
-            let behind = self.everyone_behind();
+            let behind = self.stdin_held();
             self.metrics.stdin_paused(behind, Instant::now());
             let Some(stdin) = self.stdin.as_mut().filter(|_| !behind) else {
                 return;
@@ -859,9 +1139,7 @@ impl Server {
             let progress = stdin.read(&mut items);
             for item in items.drain(..) {
                 match item {
-                    Item::Frames(frames) => {
-                        self.publish(&frames, Source::Stdin);
-                    }
+                    Item::Frames(frames) => self.broadcast(&frames, Source::Stdin),
                     Item::Command(line) => self.on_command(&line),
                 }
             }
@@ -874,7 +1152,10 @@ impl Server {
                     if let Some(stdin) = self.stdin.take() {
                         stdin.close(self.poll.registry());
                     }
-                    if self.config.exit_on_eof {
+                    if self.config.exit_on_eof && self.backplane.is_some() {
+                        // Its last lines are still on their way through Redis.
+                        self.exit_when_delivered = true;
+                    } else if self.config.exit_on_eof {
                         info!("stdin closed: shutting down (--exit-on-eof)");
                         self.begin_shutdown();
                     } else {
@@ -892,7 +1173,7 @@ impl Server {
             Command::Broadcast(message) => {
                 let mut frames = Frames::new();
                 feed::push_message(&mut frames, message);
-                self.publish(&frames.share(), Source::Stdin);
+                self.broadcast(&frames.share(), Source::Stdin);
             }
             Command::Exit => self.begin_shutdown(),
             Command::Help => eprintln!("{HELP}"),
@@ -1089,6 +1370,10 @@ impl Server {
         if let Some(at) = self.compressor.next_reset() {
             next = next.min(at);
         }
+        self.retry_parked(true);
+        if let Some(at) = self.parked.iter().map(|p| p.2).min() {
+            next = next.min(at);
+        }
         next
     }
 
@@ -1220,6 +1505,10 @@ impl Server {
         self.leave_if_closing(key);
         let mut peer = self.peers.remove(key);
         peer.transport.deregister(self.poll.registry());
+        if self.backplane.is_some() {
+            self.held_posts.retain(|_, k| *k != key);
+            self.parked.retain(|p| p.0 != key);
+        }
         if peer.id != 0 {
             self.open -= 1;
             self.resumers -= usize::from(peer.flags.get(RESUME));

@@ -23,11 +23,13 @@
 //! id on ([`History::replay`], [`Shared::tail`]), so 1,000 clients resuming at once cost
 //! a few dozen queue entries each and no copy of the history.
 //!
-//! Ids are opaque strings to clients (a Redis stream id will serve as one). Here they are
-//! `<run>-<n>`: `run` names this run of the server (its start time, in hexadecimal
-//! milliseconds) and `n` counts broadcast messages from 1. An id from another run is
-//! answered with "missed: unknown" and everything retained; an id this run could not have
-//! issued is refused with 400 before the upgrade ([`BadId`]).
+//! Ids are opaque strings to clients. A lone server's are `<run>-<n>`: `run` names this
+//! run of the server (its start time, in hexadecimal milliseconds) and `n` counts
+//! broadcast messages from 1. An id from another run is answered with "missed: unknown"
+//! and everything retained; an id this run could not have issued is refused with 400
+//! before the upgrade ([`BadId`]). On a node of a cluster ([`super::backplane`]) the ids
+//! are the Redis stream's (`<ms>-<seq>`, [`History::record_streamed`]), the same on every
+//! node, so a client can resume on any of them.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -36,6 +38,7 @@ use std::io::Write;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 
+use super::backplane::redis::StreamId;
 use crate::protocol::{Frames, MessageKind, Shared};
 
 /// The subprotocol a client offers to opt in.
@@ -122,6 +125,19 @@ pub struct History {
     open: Open,
     /// Where one message's JSON is put together.
     scratch: Vec<u8>,
+    /// On a node of a cluster: the stream ids of the messages (`None`: `<run>-<n>` ids).
+    streamed: Option<StreamIds>,
+}
+
+/// The stream ids of a node's history, by message number.
+#[derive(Debug, Default)]
+struct StreamIds {
+    /// The ids of the retained messages, `oldest` first.
+    retained: VecDeque<StreamId>,
+    /// The id of message `oldest - 1`, the last one dropped (if any was).
+    dropped: Option<StreamId>,
+    /// The id of the newest message (if any).
+    newest: Option<StreamId>,
 }
 
 impl History {
@@ -138,6 +154,15 @@ impl History {
             sealed: VecDeque::new(),
             open: Open::default(),
             scratch: Vec::new(),
+            streamed: None,
+        }
+    }
+
+    /// An empty history whose ids are a Redis stream's (a node of a cluster).
+    pub fn streamed(limit: usize, max_bytes: usize) -> History {
+        History {
+            streamed: Some(StreamIds::default()),
+            ..History::new(String::new(), limit, max_bytes)
         }
     }
 
@@ -164,6 +189,29 @@ impl History {
     /// `live` (some connected client opted in), also returns the batch in the
     /// `wscast.resume` encoding for those clients.
     pub fn record(&mut self, plain: &Shared, live: bool) -> Option<Shared> {
+        self.record_with(plain, live, None)
+    }
+
+    /// Like [`History::record`] on a node of a cluster: `ids` are the messages' stream
+    /// ids, one per message of `plain`, in order.
+    pub fn record_streamed(
+        &mut self,
+        plain: &Shared,
+        live: bool,
+        ids: &[StreamId],
+    ) -> Option<Shared> {
+        self.record_with(plain, live, Some(ids))
+    }
+
+    fn record_with(
+        &mut self,
+        plain: &Shared,
+        live: bool,
+        ids: Option<&[StreamId]>,
+    ) -> Option<Shared> {
+        if let (Some(streamed), Some(last)) = (&mut self.streamed, ids.and_then(|i| i.last())) {
+            streamed.newest = Some(*last);
+        }
         if self.limit == 0 && !live {
             // Nothing to keep and nobody to tag for: only the numbering moves on.
             self.next += plain.messages() as u64;
@@ -171,9 +219,10 @@ impl History {
             return None;
         }
         let mut tagged = live.then(Frames::new);
-        for (kind, payload) in plain.each() {
+        for (i, (kind, payload)) in plain.each().enumerate() {
             let n = self.next;
             self.next += 1;
+            let id = ids.and_then(|ids| ids.get(i).copied());
             if !live && payload.len() >= self.max_bytes {
                 // Too large to keep (its JSON is larger still) and nobody to tag for:
                 // skip the encoding, so a 1 MiB line costs no second megabyte.
@@ -183,14 +232,19 @@ impl History {
             let mut json = std::mem::take(&mut self.scratch);
             json.clear();
             json.extend_from_slice(b"{\"id\":\"");
-            self.write_id(&mut json, n);
+            match id {
+                Some(id) => {
+                    let _ = write!(json, "{id}");
+                }
+                None => self.write_id(&mut json, n),
+            }
             json.extend_from_slice(b"\",");
             push_body(&mut json, kind, payload);
             json.push(b'}');
             if let Some(tagged) = &mut tagged {
                 tagged.push(MessageKind::Text, &json);
             }
-            self.store(&json);
+            self.store(&json, id);
             if json.capacity() <= SEGMENT {
                 // Kept for the next message, unless a large one made it large.
                 self.scratch = json;
@@ -204,6 +258,7 @@ impl History {
     pub fn replay(&mut self, since: Option<&str>) -> Result<Replay, BadId> {
         let newest = self.next - 1;
         let (after, missed) = match since {
+            Some(id) if self.streamed.is_some() => self.find_streamed(id)?,
             None => (newest, Some(0)),
             Some(id) => match self.parse_id(id)? {
                 // Another run: what came before this one is unknown.
@@ -234,7 +289,19 @@ impl History {
         }
         let mut status = Vec::with_capacity(96);
         status.extend_from_slice(b"{\"resume\":{\"from\":\"");
-        self.write_id(&mut status, after);
+        match &self.streamed {
+            // The id of `after`, or the client's own when this node never had it.
+            Some(_) => match (self.stream_id(after), since) {
+                (Some(id), _) => {
+                    let _ = write!(status, "{id}");
+                }
+                (None, Some(since)) if StreamId::parse(since.as_bytes()).is_some() => {
+                    status.extend_from_slice(since.as_bytes())
+                }
+                (None, _) => status.extend_from_slice(b"0-0"),
+            },
+            None => self.write_id(&mut status, after),
+        }
         let _ = match missed {
             Some(m) => write!(status, "\",\"recovered\":{recovered},\"missed\":{m}}}}}"),
             None => write!(status, "\",\"recovered\":{recovered},\"missed\":null}}}}"),
@@ -246,6 +313,46 @@ impl History {
             missed,
             resumed: since.is_some(),
         })
+    }
+
+    /// On a node: the message to resume after, for `since`, and how many were missed. A
+    /// stream id older than the history: everything retained, missed unknown (the
+    /// stream does not say how many it trimmed). A `<run>-<n>` id (from before the node
+    /// joined a cluster): the same. Newer than the newest: [`BadId::Future`] (the loop
+    /// first waits for the node to read that far).
+    fn find_streamed(&self, id: &str) -> Result<(u64, Option<u64>), BadId> {
+        let Some(ids) = &self.streamed else {
+            return Err(BadId::Malformed);
+        };
+        let Some(since) = StreamId::parse(id.as_bytes()) else {
+            self.parse_id(id)?;
+            return Ok((self.oldest - 1, None));
+        };
+        if ids.newest.is_none_or(|newest| since > newest) {
+            return Err(BadId::Future);
+        }
+        let kept = ids.retained.partition_point(|&r| r <= since) as u64;
+        if kept > 0
+            || ids.dropped == Some(since)
+            || (ids.retained.is_empty() && ids.newest == Some(since))
+        {
+            return Ok((self.oldest - 1 + kept, Some(0)));
+        }
+        Ok((self.oldest - 1, None))
+    }
+
+    /// The stream id of message `n`, if this node knows it.
+    fn stream_id(&self, n: u64) -> Option<StreamId> {
+        let ids = self.streamed.as_ref()?;
+        if n + 1 == self.next {
+            return ids.newest;
+        }
+        if n + 1 == self.oldest {
+            return ids.dropped;
+        }
+        ids.retained
+            .get(n.checked_sub(self.oldest)? as usize)
+            .copied()
     }
 
     /// Appends message `n`'s id.
@@ -270,7 +377,7 @@ impl History {
     }
 
     /// Keeps one message (its JSON payload), then drops the oldest ones over the limits.
-    fn store(&mut self, json: &[u8]) {
+    fn store(&mut self, json: &[u8], id: Option<StreamId>) {
         if self.limit == 0 || json.len() >= self.max_bytes {
             // Nothing kept, or this one could never fit: the history is now empty.
             self.forget_all();
@@ -287,6 +394,9 @@ impl History {
         self.open.frames.push(MessageKind::Text, json);
         let end = self.open.frames.len();
         self.open.ends.push(end as u32);
+        if let (Some(ids), Some(id)) = (&mut self.streamed, id) {
+            ids.retained.push_back(id);
+        }
         self.bytes += end - before;
         while self.len() > self.limit || self.bytes > self.max_bytes {
             self.drop_oldest();
@@ -299,6 +409,10 @@ impl History {
         self.open = Open::default();
         self.bytes = 0;
         self.oldest = self.next;
+        if let Some(ids) = &mut self.streamed {
+            ids.retained.clear();
+            ids.dropped = ids.newest;
+        }
     }
 
     /// Shares the open segment (if it holds anything) as a sealed one.
@@ -327,6 +441,9 @@ impl History {
         let last = i + 1 == ends.len();
         self.bytes -= size;
         self.oldest += 1;
+        if let Some(ids) = &mut self.streamed {
+            ids.dropped = ids.retained.pop_front();
+        }
         if last && self.sealed.pop_front().is_none() {
             self.open = Open::default();
         }
@@ -551,6 +668,74 @@ mod tests {
         let replay = h.replay(Some("r-1")).unwrap();
         assert_eq!((replay.recovered, replay.missed), (0, Some(2)));
         assert!(replay.frames.is_empty());
+    }
+
+    fn sid(ms: u64, seq: u64) -> StreamId {
+        StreamId { ms, seq }
+    }
+
+    #[test]
+    fn on_a_node_the_ids_are_the_streams() {
+        let mut h = History::streamed(3, 1 << 20);
+        let tagged = h
+            .record_streamed(&batch(&["a", "b"]), true, &[sid(10, 0), sid(10, 1)])
+            .unwrap();
+        assert_eq!(
+            messages(&[tagged]),
+            [
+                json!({"id": "10-0", "text": "a"}),
+                json!({"id": "10-1", "text": "b"})
+            ]
+        );
+        h.record_streamed(&batch(&["c", "d"]), false, &[sid(12, 0), sid(15, 3)]);
+        // Retained: b c d (10-1 12-0 15-3); a (10-0) was dropped.
+        let replay = h.replay(Some("10-1")).unwrap();
+        assert_eq!(
+            status(&replay),
+            json!({"resume": {"from": "10-1", "recovered": 2, "missed": 0}})
+        );
+        let texts: Vec<Value> = messages(&replay.frames)
+            .iter()
+            .map(|m| m["text"].clone())
+            .collect();
+        assert_eq!(texts, [json!("c"), json!("d")]);
+        // An id between two entries (another node's view is the same stream, so this
+        // only happens with an id from elsewhere): what comes after it.
+        assert_eq!(h.replay(Some("13-0")).unwrap().recovered, 1);
+        // The last one dropped is known: nothing missed.
+        let replay = h.replay(Some("10-0")).unwrap();
+        assert_eq!((replay.recovered, replay.missed), (3, Some(0)));
+        // Older than anything this node kept: everything, missed unknown, and "from"
+        // says where the replay starts.
+        let replay = h.replay(Some("9-0")).unwrap();
+        assert_eq!(
+            status(&replay),
+            json!({"resume": {"from": "10-0", "recovered": 3, "missed": null}})
+        );
+        // The newest: nothing to replay. Newer: not read yet (the loop waits) or never.
+        assert_eq!(h.replay(Some("15-3")).unwrap().recovered, 0);
+        assert_eq!(h.replay(Some("15-4")).unwrap_err(), BadId::Future);
+        assert_eq!(h.replay(Some("16-0")).unwrap_err(), BadId::Future);
+        // A lone server's id from before the node joined: everything, missed unknown.
+        let replay = h.replay(Some("19ae0c5f2a1-41")).unwrap();
+        assert_eq!((replay.recovered, replay.missed), (3, None));
+        assert_eq!(h.replay(Some("1-2-x")).unwrap_err(), BadId::Malformed);
+        // A fresh opt-in starts from the newest id.
+        assert_eq!(
+            status(&h.replay(None).unwrap()),
+            json!({"resume": {"from": "15-3", "recovered": 0, "missed": 0}})
+        );
+    }
+
+    #[test]
+    fn a_node_without_history_still_knows_the_newest_id() {
+        let mut h = History::streamed(0, 1 << 20);
+        assert_eq!(h.replay(Some("5-0")).unwrap_err(), BadId::Future);
+        h.record_streamed(&batch(&["a"]), false, &[sid(7, 0)]);
+        let replay = h.replay(Some("7-0")).unwrap();
+        assert_eq!((replay.recovered, replay.missed), (0, Some(0)));
+        let replay = h.replay(Some("6-0")).unwrap();
+        assert_eq!((replay.recovered, replay.missed), (0, None));
     }
 
     #[test]

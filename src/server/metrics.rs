@@ -45,6 +45,8 @@ pub enum Source {
     Stdin,
     /// A `POST /broadcast` body.
     Post,
+    /// An entry read back from the Redis stream (a line or body of any node).
+    Backplane,
 }
 
 /// The counters. Fields the loop bumps on its hot paths are plain integers.
@@ -75,6 +77,8 @@ pub struct Metrics {
     pub replayed: u64,
     /// Messages they had missed that the history no longer held (where known).
     pub missed: u64,
+    /// With `--redis`: the backplane's state (set just before rendering).
+    pub backplane: Option<BackplaneStats>,
     /// Time stdin spent paused, not counting a pause still under way.
     paused: Duration,
     /// When the pause under way began.
@@ -229,11 +233,17 @@ impl Metrics {
             "counter",
             "Broadcast messages, by source.",
         );
-        for source in [Source::Stdin, Source::Post] {
+        let sources: &[Source] = if self.backplane.is_some() {
+            &[Source::Stdin, Source::Post, Source::Backplane]
+        } else {
+            &[Source::Stdin, Source::Post]
+        };
+        for &source in sources {
             let n = self.broadcasts.get(&source).copied().unwrap_or(0);
             let source = match source {
                 Source::Stdin => "stdin",
                 Source::Post => "post",
+                Source::Backplane => "redis",
             };
             let _ = writeln!(out, "wscast_broadcasts_total{{source=\"{source}\"}} {n}");
         }
@@ -252,8 +262,44 @@ impl Metrics {
             "wscast_stdin_paused_seconds_total {}",
             paused.as_secs_f64()
         );
+        if let Some(b) = &self.backplane {
+            for (name, kind, help, value) in [
+                ("wscast_backplane_up", "gauge", "1 while Redis is reachable, 0 while not.", u64::from(b.up) as f64),
+                ("wscast_backplane_pending", "gauge", "Lines and bodies appended to Redis and not yet confirmed (the lag behind stdin).", b.pending as f64),
+                ("wscast_backplane_down_seconds", "gauge", "Seconds the current Redis outage has lasted (0: none).", b.down_for.as_secs_f64()),
+                ("wscast_backplane_outages_total", "counter", "Times Redis became unreachable.", b.outages as f64),
+                ("wscast_backplane_appended_total", "counter", "Entries this node appended to the streams.", b.appended as f64),
+                ("wscast_backplane_read_total", "counter", "Entries this node read from the streams.", b.read as f64),
+                ("wscast_backplane_duplicates_total", "counter", "Entries read twice (an append sent again after a failure) and skipped.", b.skipped as f64),
+                ("wscast_backplane_lost_total", "counter", "Entries trimmed from the stream before this node read them.", b.lost as f64),
+            ] {
+                family(&mut out, name, kind, help);
+                let _ = writeln!(out, "{name} {value}");
+            }
+        }
         out
     }
+}
+
+/// The backplane's state and counters, as the loop last saw them.
+#[derive(Debug, Default, Clone)]
+pub struct BackplaneStats {
+    /// Redis is reachable.
+    pub up: bool,
+    /// Appends not yet confirmed.
+    pub pending: usize,
+    /// How long the current outage has lasted.
+    pub down_for: Duration,
+    /// Times Redis became unreachable.
+    pub outages: u64,
+    /// Entries appended, confirmed by Redis.
+    pub appended: u64,
+    /// Entries read from the streams.
+    pub read: u64,
+    /// Duplicates skipped.
+    pub skipped: u64,
+    /// Entries trimmed before this node read them.
+    pub lost: u64,
 }
 
 /// The `# HELP` and `# TYPE` lines of a family.

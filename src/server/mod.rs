@@ -9,6 +9,7 @@
 //!     ├── history ── broadcasts kept with ids; replays for resuming clients
 //!     ├── compress ── permessage-deflate encodings of the feed, shared by every client
 //!     ├── feed ── stdin lines, POST bodies → shared frames
+//!     ├── backplane ── with --redis: the Redis stream every node appends to and reads
 //!     ├── console ── commands, printing client messages
 //!     └── app (crate::app) ── the modes' rules
 //! ```
@@ -20,6 +21,7 @@
 mod access;
 mod activation;
 mod auth;
+pub mod backplane;
 mod compress;
 mod console;
 mod event_loop;
@@ -114,6 +116,8 @@ pub struct Config {
     pub max_rate: Option<u32>,
     /// `--tls-cert` and `--tls-key`: everything on the port is served over TLS.
     pub tls: Option<Tls>,
+    /// `--redis` and `--redis-key`: this process is one node of a cluster.
+    pub redis: Option<backplane::Options>,
 }
 
 impl Default for Config {
@@ -141,6 +145,7 @@ impl Default for Config {
             exit_on_eof: false,
             max_rate: Some(DEFAULT_MAX_RATE),
             tls: None,
+            redis: None,
         }
     }
 }
