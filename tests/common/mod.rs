@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -77,7 +77,10 @@ impl Server {
         let stderr_reader = thread::spawn(move || {
             for line in lines_of(stderr_pipe) {
                 let (lines, grew) = &*sink;
-                lines.lock().unwrap().push(line);
+                lines
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(line);
                 grew.notify_all();
             }
         });
@@ -149,7 +152,7 @@ impl Server {
     pub fn wait_for_log_count(&self, needle: &str, count: usize, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         let (lines, grew) = &*self.stderr;
-        let mut lines = lines.lock().unwrap();
+        let mut lines = lines.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let found: Vec<&String> = lines.iter().filter(|l| l.contains(needle)).collect();
             if found.len() >= count {
@@ -162,13 +165,20 @@ impl Server {
                     lines.join("\n")
                 );
             }
-            lines = grew.wait_timeout(lines, deadline - now).unwrap().0;
+            lines = grew
+                .wait_timeout(lines, deadline - now)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
     }
 
     /// Every stderr line so far.
     pub fn logs(&self) -> Vec<String> {
-        self.stderr.0.lock().unwrap().clone()
+        self.stderr
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The next line the server printed on stdout, if one comes within `timeout`.
