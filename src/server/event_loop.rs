@@ -34,6 +34,7 @@ use slab::Slab;
 
 use super::activation;
 use super::auth::{JwtAuth, Refusal};
+use super::backplane::redis::StreamId;
 use super::backplane::{self, Backplane};
 use super::compress::{Class, Compressor};
 use super::console::{self, Command, Printer, HELP};
@@ -339,7 +340,7 @@ impl Server {
                     && self
                         .backplane
                         .as_ref()
-                        .is_some_and(Backplane::delivered_own)
+                        .is_some_and(|b| b.session.delivered_own())
                 {
                     self.exit_when_delivered = false;
                     info!("stdin closed and every line delivered: shutting down (--exit-on-eof)");
@@ -563,7 +564,7 @@ impl Server {
             }
         }
         if request.path == "/healthz" && matches!(route, Route::Respond(ref r) if r.status == 200) {
-            if let Some(why) = self.backplane.as_ref().and_then(Backplane::trouble) {
+            if let Some(why) = self.backplane.as_ref().and_then(|b| b.session.trouble()) {
                 let response = Response::text(503, &why);
                 route = Route::Respond(if request.method == "HEAD" {
                     response.head_only()
@@ -617,13 +618,8 @@ impl Server {
         }
         let response = match route {
             Route::Upgrade { path, upgrade } => {
-                let leased = self.backplane.as_mut().and_then(Backplane::next_id);
-                let id = leased.unwrap_or_else(|| {
-                    if self.backplane.is_some() {
-                        warn!("no connection ids leased from Redis yet: this one may not be unique across nodes");
-                    }
-                    self.next_id
-                });
+                let leased = self.backplane.as_mut().and_then(|b| b.session.next_id());
+                let id = leased.unwrap_or(self.next_id);
                 self.next_id = self.next_id.max(id) + 1;
                 self.open += 1;
                 self.metrics.opened(path);
@@ -705,7 +701,7 @@ impl Server {
             }
             Route::Broadcast if self.backplane.is_some() => {
                 let addr = self.peers[key].name();
-                let Some(backplane) = self.backplane.as_mut().filter(|b| b.is_up()) else {
+                let Some(backplane) = self.backplane.as_mut().filter(|b| b.session.is_up()) else {
                     warn!("{addr}: POST /broadcast refused with 503: Redis is unreachable");
                     return self.peers[key].conn.respond(
                         &Response::text(
@@ -716,7 +712,7 @@ impl Server {
                     );
                 };
                 // Answered once the entry is read back and delivered here.
-                let seq = backplane.append(body);
+                let seq = backplane.session.append(body);
                 debug!("{addr}: POST /broadcast of {} bytes appended", body.len());
                 self.held_posts.insert(seq, key);
                 return;
@@ -731,7 +727,7 @@ impl Server {
                     );
                     routes::broadcast_busy()
                 } else {
-                    let n = self.publish(&feed::post_body(body), Source::Post);
+                    let n = self.publish(&feed::post_body(body), Source::Post, None);
                     info!(
                         "{addr}: POST /broadcast sent {} bytes to {n} client(s)",
                         body.len()
@@ -742,14 +738,14 @@ impl Server {
             Route::Metrics { head } => {
                 let now = Instant::now();
                 self.metrics.backplane = self.backplane.as_ref().map(|b| metrics::BackplaneStats {
-                    up: b.is_up(),
-                    pending: b.pending(),
-                    down_for: b.down_for(now),
-                    outages: b.outages,
-                    appended: b.appended,
-                    read: b.read,
-                    skipped: b.skipped,
-                    lost: b.lost,
+                    up: b.session.is_up(),
+                    pending: b.session.pending(),
+                    down_for: b.session.down_for(now),
+                    outages: b.session.outages,
+                    appended: b.session.appended,
+                    read: b.session.read,
+                    skipped: b.session.skipped,
+                    lost: b.session.lost,
                 });
                 let text = self.metrics.render(&self.config.paths, Instant::now());
                 let response = Response::new(200, metrics::CONTENT_TYPE, text);
@@ -898,8 +894,10 @@ impl Server {
                 Delivery::ToGroup { to, text } => match &mut self.backplane {
                     // A group may span nodes: it hears this through Redis, as every
                     // node does. While Redis is down, this node's members still hear it.
-                    Some(backplane) if backplane.is_up() && !matches!(to, Recipients::One(_)) => {
-                        backplane.append_chat(&to, &text)
+                    Some(backplane)
+                        if backplane.session.is_up() && !matches!(to, Recipients::One(_)) =>
+                    {
+                        backplane.session.append_chat(&to, &text)
                     }
                     _ => self.send_group(&to, &text),
                 },
@@ -950,10 +948,16 @@ impl Server {
 
     /// Queues one batch of broadcast frames on every open connection; returns how many
     /// got it. The bytes leave at the next flush, which also enforces `--max-backlog`.
-    fn publish(&mut self, frames: &Shared, source: Source) -> usize {
+    /// `ids`: on a node of a cluster, the messages' stream ids.
+    fn publish(&mut self, frames: &Shared, source: Source, ids: Option<&[StreamId]>) -> usize {
+        let live = self.resumers > 0;
+        let tagged = match ids {
+            Some(ids) => self.history.record_streamed(frames, live, ids),
+            None => self.history.record(frames, live),
+        };
         let mut broadcast = Broadcast {
             plain: frames.clone(),
-            tagged: self.history.record(frames, self.resumers > 0),
+            tagged,
             compressed: Vec::new(),
         };
         self.compressor.encode(&mut broadcast);
@@ -975,18 +979,21 @@ impl Server {
         match &mut self.backplane {
             Some(backplane) => {
                 for (_, payload) in frames.each() {
-                    backplane.append(payload);
+                    backplane.session.append(payload);
                 }
             }
             None => {
-                self.publish(frames, source);
+                self.publish(frames, source, None);
             }
         }
     }
 
     /// Whether stdin must wait: every client is behind, or Redis cannot take lines.
     fn stdin_held(&mut self) -> bool {
-        self.backplane.as_ref().is_some_and(|b| !b.accepts()) || self.everyone_behind()
+        self.backplane
+            .as_ref()
+            .is_some_and(|b| !b.session.accepts())
+            || self.everyone_behind()
     }
 
     /// Moves the backplane on: a link's readiness (`token`), else its deadlines; then
@@ -1058,25 +1065,7 @@ impl Server {
             feed::push_message(&mut frames, &entry.payload);
             ids.push(entry.id);
         }
-        let frames = frames.share();
-        let mut broadcast = Broadcast {
-            plain: frames.clone(),
-            tagged: self
-                .history
-                .record_streamed(&frames, self.resumers > 0, &ids),
-            compressed: Vec::new(),
-        };
-        self.compressor.encode(&mut broadcast);
-        let n = self
-            .hub
-            .publish(self.peers.iter_mut().map(|(_, peer)| peer), &broadcast);
-        let now = Instant::now();
-        if self.compressor.reset_due(now) {
-            self.reset_compression(now);
-        }
-        self.metrics
-            .broadcast(Source::Backplane, frames.messages(), n);
-        self.flush_all |= n > 0;
+        let n = self.publish(&frames.share(), Source::Backplane, Some(&ids));
         for seq in entries.iter().filter_map(|e| e.post) {
             if let Some(key) = self.held_posts.remove(&seq) {
                 if let Some(peer) = self.peers.get_mut(key) {

@@ -15,7 +15,7 @@
 //! - the error replies of AUTH and SELECT, turned into sentences ([`explain`]).
 //!
 //! Encoding and decoding are done by the `redis_protocol` crate. Before its decoder runs,
-//! [`decode`] frames the reply itself without recursion ([`frame`]) because the crate's
+//! [`decode`] frames the reply itself without recursion (`frame`) because the crate's
 //! decoder recurses once per nested array (a few bytes of `*1\r\n*1\r\n...` would overflow
 //! the stack), does not check the CRLF after a bulk string, and reads `$-1` and `*-1` as
 //! the same `Null`.
@@ -145,7 +145,7 @@ pub enum Reply {
 }
 
 /// Decodes the first complete reply in `buf` with redis_protocol (`resp2::decode::decode_range`,
-/// after [`frame`] has checked it): Ok(None)
+/// after `frame` has checked it): Ok(None)
 /// when `buf` holds only part of one (wait for more bytes), Ok(Some((reply, used)))
 /// otherwise, Err(message) when the bytes are not RESP2 (the connection must then be
 /// dropped). Never panics on any input.
@@ -190,7 +190,7 @@ impl StreamId {
     pub const ZERO: StreamId = StreamId { ms: 0, seq: 0 };
 
     /// Strict: ASCII digits, one '-', ASCII digits, each part fits u64; anything else
-    /// None. (No "*", no bare "<ms>".)
+    /// None. (No "*", no bare `<ms>`.)
     pub fn parse(bytes: &[u8]) -> Option<StreamId> {
         let dash = bytes.iter().position(|&b| b == b'-')?;
         let (ms, seq) = (bytes.get(..dash)?, bytes.get(dash + 1..)?);
@@ -238,7 +238,7 @@ pub fn entries(reply: Reply) -> Result<Vec<Entry>, String> {
 }
 
 /// An XREAD reply: nil (timeout of BLOCK) -> empty Vec; else [[key, entries], ...] ->
-/// Vec<(key bytes, Vec<Entry>)>. Err(message) for anything else.
+/// `Vec<(key bytes, Vec<Entry>)>`. Err(message) for anything else.
 #[allow(clippy::type_complexity)] // the signature the backplane calls; an alias would hide it
 pub fn xread(reply: Reply) -> Result<Vec<(Vec<u8>, Vec<Entry>)>, String> {
     match reply {
