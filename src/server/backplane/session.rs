@@ -31,8 +31,18 @@ const ID_BLOCK: u64 = 1024;
 /// The chat stream's cap: chat is never replayed, so a little is enough.
 const CHAT_CAP: usize = 1000;
 /// The stream cap never goes below this, whatever `--history` says (`MAXLEN ~ 0` would
-/// trim every entry before a node could read it).
-const MIN_CAP: usize = 1000;
+/// trim every entry before a node could read it). A quarter of it is how many lines an
+/// appender may have in flight, which is also the largest batch a node reads at once.
+const MIN_CAP: usize = 10_000;
+/// How often a node says how far it has read while it reads (`HSET <key>:progress`), and
+/// how often an appender with lines in flight looks at the others'.
+const PROGRESS_EVERY: Duration = Duration::from_millis(10);
+/// How often a node says it is alive even when it reads nothing.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// A node not heard from for this long (on Redis's clock) is not waited for.
+const LIVE_FOR_MS: u64 = 3_000;
+/// A node not heard from for this long is removed from `<key>:progress`.
+const GONE_FOR_MS: u64 = 60_000;
 /// Appends waiting for Redis's confirmation beyond which stdin is not read.
 const MAX_PENDING: usize = 4096;
 /// Bytes of pending appends beyond which stdin is not read.
@@ -109,6 +119,10 @@ enum Expect {
     History,
     /// `INCRBY <key>:ids 1024`: a block of connection ids.
     Lease,
+    /// `HSET`/`HDEL <key>:progress`: a number.
+    Progress,
+    /// `HGETALL <key>:progress`: where every node has read to.
+    Slowest,
     /// `MULTI` (`+OK`), then one `+QUEUED` per `XADD` inside it.
     Multi,
     Queued,
@@ -136,6 +150,8 @@ pub struct Wire {
 /// One append not yet confirmed by Redis: the whole `XADD`, encoded.
 struct Pending {
     command: Vec<u8>,
+    /// A broadcast (its stream id is kept for the back-pressure), not a chat text.
+    feed: bool,
 }
 
 /// Whether Redis can be used.
@@ -197,6 +213,23 @@ pub struct Session {
     reading: bool,
     /// The highest sequence number of this node's own broadcasts read back.
     own_read: u64,
+    /// The stream ids of this node's broadcasts, oldest first, until every live node has
+    /// read them: the back-pressure counts them ([`Session::lag`]).
+    own_ids: VecDeque<StreamId>,
+    /// How many may be in flight before stdin waits (a quarter of the cap).
+    max_lag: u64,
+    /// Where the slowest other live node has read to (`None`: no other node).
+    slowest: Option<StreamId>,
+    /// `<key>:progress`: every node's position and heartbeat.
+    progress_key: String,
+    /// When this node last said how far it has read, and what it said.
+    progress_at: Option<Instant>,
+    progress_sent: Option<StreamId>,
+    /// When this node last looked at the others' (an `HGETALL` is out while `checking`).
+    checked_at: Option<Instant>,
+    checking: bool,
+    /// Redis's clock minus this machine's, in milliseconds (from `TIME`).
+    skew_ms: i64,
     /// Connection ids leased: the next to hand out and the end of its block, then the
     /// block after.
     ids: (u64, u64),
@@ -227,6 +260,7 @@ impl Session {
         Session {
             chat_key: format!("{}:chat", options.key),
             ids_key: format!("{}:ids", options.key),
+            progress_key: format!("{}:progress", options.key),
             chat,
             paths,
             cap: history.max(MIN_CAP).to_string(),
@@ -254,6 +288,14 @@ impl Session {
             started_ms: unix_ms(),
             reading: false,
             own_read: 0,
+            own_ids: VecDeque::new(),
+            max_lag: (history.max(MIN_CAP) / 4) as u64,
+            slowest: None,
+            progress_at: None,
+            progress_sent: None,
+            checked_at: None,
+            checking: false,
+            skew_ms: 0,
             ids: (0, 0),
             spare: None,
             leasing: false,
@@ -272,8 +314,31 @@ impl Session {
     }
 
     /// Whether stdin may be read: Redis is up and not too much is waiting for it.
+    ///
+    /// Back-pressure across the cluster: a node that falls more than the stream's cap
+    /// behind loses what is trimmed meanwhile, so an appender stops reading its stdin
+    /// while its own lines not yet read by itself, or by the slowest live node, reach
+    /// half the cap ([`Session::lag`]). Every node says how far it has read (`HSET
+    /// <key>:progress`), and appenders look (`HGETALL`) while they have lines in flight.
     pub fn accepts(&self) -> bool {
-        self.is_up() && self.pending.len() < MAX_PENDING && self.pending_bytes < MAX_PENDING_BYTES
+        self.is_up()
+            && self.pending.len() < MAX_PENDING
+            && self.pending_bytes < MAX_PENDING_BYTES
+            && self.lag() < self.max_lag
+    }
+
+    /// How many of this node's broadcasts are appended but not yet read back by this
+    /// node, or by the slowest other live node: the larger.
+    pub fn lag(&self) -> u64 {
+        let own = self.next_feed_seq - 1 - self.own_read;
+        let others = match self.slowest {
+            None => 0,
+            Some(slowest) => {
+                let read = self.own_ids.partition_point(|&id| id <= slowest);
+                (self.own_ids.len() - read) as u64
+            }
+        };
+        own.max(others)
     }
 
     /// Why the node is not healthy, for `/healthz` (`None`: it is).
@@ -346,7 +411,7 @@ impl Session {
                 origin.as_bytes(),
             ],
         );
-        self.push(command);
+        self.push(command, true);
         seq
     }
 
@@ -386,25 +451,32 @@ impl Session {
                 origin.as_bytes(),
             ],
         );
-        self.push(command);
+        self.push(command, false);
     }
 
-    fn push(&mut self, command: Vec<u8>) {
+    fn push(&mut self, command: Vec<u8>, feed: bool) {
         self.pending_bytes += command.len();
-        self.pending.push_back(Pending { command });
+        self.pending.push_back(Pending { command, feed });
     }
 
     /// The nearest deadline: a reply due, or the next attempt to connect.
     pub fn deadline(&self) -> Option<Instant> {
         let links = [&self.writer, &self.reader];
-        let due = links
+        let replies = links
             .iter()
-            .filter_map(|link| link.as_ref().and_then(|l| l.deadline))
-            .min();
-        match (due, self.retry_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+            .filter_map(|link| link.as_ref().and_then(|l| l.deadline));
+        let heartbeat = self
+            .progress_at
+            .filter(|_| self.is_up())
+            .map(|at| at + HEARTBEAT);
+        // While own lines are in flight, the next look at the others' positions.
+        let check = self
+            .checked_at
+            .filter(|_| self.is_up() && !self.own_ids.is_empty())
+            .map(|at| at + PROGRESS_EVERY);
+        replies
+            .chain([self.retry_at, heartbeat, check].into_iter().flatten())
+            .min()
     }
 
     /// What the deadlines call for at `now`.
@@ -540,9 +612,19 @@ impl Session {
             }
         }
         match expect {
-            Expect::Auth | Expect::Select | Expect::Ping | Expect::Multi | Expect::Queued => {}
+            Expect::Auth
+            | Expect::Select
+            | Expect::Ping
+            | Expect::Multi
+            | Expect::Queued
+            | Expect::Progress => {}
+            Expect::Slowest => {
+                self.checking = false;
+                self.on_progress(reply)?;
+            }
             Expect::Time => {
                 let start = self.start_on_redis_clock(&reply)?;
+                self.skew_ms = start.ms as i64 + 1 - self.started_ms as i64;
                 // Everything appended since this node started is delivered (its clients
                 // may have connected while Redis was down); what came before is history.
                 self.position = Some(start);
@@ -593,17 +675,24 @@ impl Session {
                 }
             }
             Expect::Appended(n) => {
-                if let Reply::Array(Some(replies)) = &reply {
-                    if let Some(Reply::Error(text)) =
-                        replies.iter().find(|r| matches!(r, Reply::Error(_)))
-                    {
-                        return Err(redis::explain(text));
-                    }
-                } else if !matches!(reply, Reply::Bulk(Some(_))) {
-                    return Err(format!("an append was answered {reply:?}"));
-                }
-                for pending in self.pending.drain(..n) {
+                // EXEC: one id per XADD (or an error); a lone XADD: its id.
+                let ids = match reply {
+                    Reply::Array(Some(replies)) if replies.len() == n => replies,
+                    Reply::Bulk(Some(_)) if n == 1 => vec![reply],
+                    _ => return Err(format!("{n} append(s) answered {reply:?}")),
+                };
+                for (pending, id) in self.pending.drain(..n).zip(ids) {
                     self.pending_bytes -= pending.command.len();
+                    let id = match id {
+                        Reply::Bulk(Some(id)) => StreamId::parse(&id),
+                        Reply::Error(text) => return Err(redis::explain(&text)),
+                        _ => None,
+                    };
+                    match (pending.feed, id) {
+                        (true, Some(id)) => self.own_ids.push_back(id),
+                        (true, None) => return Err("an XADD answered no stream id".to_owned()),
+                        (false, _) => {}
+                    }
                 }
                 self.sent -= n;
                 self.appended += n as u64;
@@ -634,11 +723,67 @@ impl Session {
             return Err(format!("TIME answered {reply:?}"));
         };
         let redis_ms = secs.saturating_mul(1000).saturating_add(micros / 1000);
-        let start = (self.started_ms as i128 + redis_ms as i128 - unix_ms() as i128).max(1);
+        let skew = redis_ms as i128 - unix_ms() as i128;
+        let start = (self.started_ms as i128 + skew).max(1);
         Ok(StreamId {
             ms: (start - 1) as u64,
             seq: u64::MAX,
         })
+    }
+
+    /// Now on Redis's clock, in milliseconds.
+    fn redis_now(&self) -> u64 {
+        (unix_ms() as i64 + self.skew_ms).max(0) as u64
+    }
+
+    /// The others' positions (`HGETALL <key>:progress`: node, `"<id> <ms>"`, ...): the
+    /// slowest live one is what the back-pressure waits for. Entries of nodes gone for a
+    /// minute are removed.
+    fn on_progress(&mut self, reply: Reply) -> Result<(), String> {
+        let Reply::Array(Some(fields)) = reply else {
+            return Err(format!("HGETALL {} answered {reply:?}", self.progress_key));
+        };
+        let now = self.redis_now();
+        let mut slowest: Option<StreamId> = None;
+        let mut gone = Vec::new();
+        for pair in fields.chunks(2) {
+            let [Reply::Bulk(Some(node)), Reply::Bulk(Some(value))] = pair else {
+                continue;
+            };
+            if node.as_slice() == self.node.as_bytes() {
+                continue;
+            }
+            let Some((id, heard)) = parse_progress(value) else {
+                continue;
+            };
+            let silent = now.saturating_sub(heard);
+            if silent < LIVE_FOR_MS {
+                slowest = Some(slowest.map_or(id, |s| s.min(id)));
+            } else if silent > GONE_FOR_MS {
+                gone.push(node.clone());
+            }
+        }
+        self.slowest = slowest;
+        self.prune();
+        if let (Some(writer), false) = (self.writer.as_mut(), gone.is_empty()) {
+            let mut args: Vec<&[u8]> = vec![b"HDEL", self.progress_key.as_bytes()];
+            args.extend(gone.iter().map(Vec::as_slice));
+            writer.send(&args, Expect::Progress);
+        }
+        Ok(())
+    }
+
+    /// Forgets the ids of own broadcasts that this node and the slowest have read.
+    fn prune(&mut self) {
+        let Some(mut read) = self.last_feed else {
+            return;
+        };
+        if let Some(slowest) = self.slowest {
+            read = read.min(slowest);
+        }
+        while self.own_ids.front().is_some_and(|&id| id <= read) {
+            self.own_ids.pop_front();
+        }
     }
 
     /// Both links answered their greeting: Redis is up.
@@ -761,6 +906,7 @@ impl Session {
         if self.state != State::Up {
             return;
         }
+        let redis_now = self.redis_now();
         if let Some(writer) = self.writer.as_mut() {
             let unsent = self.pending.len() - self.sent;
             if unsent == 1 {
@@ -788,6 +934,34 @@ impl Session {
                     ],
                     Expect::Lease,
                 );
+            }
+            // How far this node has read: often while it reads, now and then when not.
+            let changed = self.progress_sent != self.last_feed;
+            let due = self
+                .progress_at
+                .is_none_or(|at| now >= at + HEARTBEAT || (changed && now >= at + PROGRESS_EVERY));
+            if let (true, Some(read)) = (due, self.last_feed) {
+                let value = format!("{read} {redis_now}");
+                writer.send(
+                    &[
+                        b"HSET",
+                        self.progress_key.as_bytes(),
+                        self.node.as_bytes(),
+                        value.as_bytes(),
+                    ],
+                    Expect::Progress,
+                );
+                self.progress_at = Some(now);
+                self.progress_sent = self.last_feed;
+            }
+            // Where the others are, while this node's own lines are in flight.
+            let look = !self.checking
+                && !self.own_ids.is_empty()
+                && self.checked_at.is_none_or(|at| now >= at + PROGRESS_EVERY);
+            if look {
+                writer.send(&[b"HGETALL", self.progress_key.as_bytes()], Expect::Slowest);
+                self.checking = true;
+                self.checked_at = Some(now);
             }
             if writer.deadline.is_none() && !writer.expect.is_empty() {
                 writer.deadline = Some(now + REPLY_TIMEOUT);
@@ -831,6 +1005,7 @@ impl Session {
         self.sent = 0;
         self.reading = false;
         self.leasing = false;
+        self.checking = false;
         let at = self.options.url.host_port();
         if out.iter().any(|e| matches!(e, Event::Fatal(_))) {
             // The loop ends the process with the reason: nothing to retry.
@@ -874,6 +1049,17 @@ impl Wire {
             self.deadline = Some(now + REPLY_TIMEOUT);
         }
     }
+}
+
+/// A progress value, `"<stream id> <ms on Redis's clock>"`.
+fn parse_progress(value: &[u8]) -> Option<(StreamId, u64)> {
+    let space = value.iter().position(|&b| b == b' ')?;
+    let id = StreamId::parse(&value[..space])?;
+    let heard = std::str::from_utf8(&value[space + 1..])
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((id, heard))
 }
 
 /// Now, in Unix milliseconds on this machine's clock.
@@ -1070,12 +1256,12 @@ mod tests {
         let node = s.node.clone();
         let xadd = |d: &str, n: u64| {
             let o = format!("{node}:{n}");
-            ["XADD", "k", "MAXLEN", "~", "1000", "*", "d", d, "o", &o]
+            ["XADD", "k", "MAXLEN", "~", "10000", "*", "d", d, "o", &o]
                 .map(String::from)
                 .to_vec()
         };
         assert_eq!(
-            sent,
+            sent[..4],
             [
                 vec!["MULTI".to_owned()],
                 xadd("a", 1),
@@ -1083,6 +1269,9 @@ mod tests {
                 vec!["EXEC".to_owned()]
             ]
         );
+        // And where this node has read to, for the others' back-pressure.
+        assert_eq!(sent[4][..3], ["HSET", "k:progress", &node]);
+        let sent = &sent[..4];
         // Redis went away before EXEC's answer: it may or may not have them.
         let mut out = Vec::new();
         s.failed(now, "connection reset", &mut out);
@@ -1157,6 +1346,134 @@ mod tests {
         assert_eq!(commands(&mut s, Role::Reader)[0][7], "7-4");
         // A timeout of BLOCK (nil) changes nothing.
         assert!(answer(&mut s, Role::Reader, "*-1\r\n", now).is_empty());
+    }
+
+    #[test]
+    fn an_appender_waits_for_the_slowest_live_node() {
+        let now = later_than_new();
+        let mut s = up(now);
+        let max = s.max_lag;
+        assert_eq!(max, 2_500, "a quarter of the cap (at least 10,000)");
+        for _ in 0..max {
+            assert!(s.accepts());
+            s.append(b"x");
+        }
+        assert!(!s.accepts(), "{max} lines in flight: stdin waits");
+        s.flush(now, true);
+        commands(&mut s, Role::Writer);
+        commands(&mut s, Role::Reader);
+        // Redis took them all: ids 9-0 ... 9-2499.
+        let ids: Vec<String> = (0..max).map(|i| bulk(&format!("9-{i}"))).collect();
+        let queued = "+QUEUED\r\n".repeat(max as usize);
+        answer(
+            &mut s,
+            Role::Writer,
+            &format!("+OK\r\n{queued}{}", array(&ids)),
+            now,
+        );
+        assert_eq!(
+            (s.pending(), s.lag()),
+            (0, max),
+            "confirmed, not yet read back"
+        );
+        // (The HSET of where this node has read to, queued after them.)
+        answer(&mut s, Role::Writer, ":1\r\n", now);
+        // This node reads them back: its own lag is gone.
+        let node = s.node.clone();
+        let entries: Vec<String> = (0..max)
+            .map(|i| {
+                stream_entry(
+                    &format!("9-{i}"),
+                    &["d", "x", "o", &format!("{node}:{}", i + 1)],
+                )
+            })
+            .collect();
+        answer(
+            &mut s,
+            Role::Reader,
+            &array(&[array(&[bulk("k"), array(&entries)])]),
+            now,
+        );
+        assert!(s.delivered_own() && s.accepts() && s.lag() == 0);
+        // Another node has read only to 9-99: it has 2,400 of them still to read.
+        for _ in 0..max {
+            s.append(b"y");
+        }
+        s.flush(now, true);
+        let look = commands(&mut s, Role::Writer);
+        assert!(
+            look.iter().any(|c| c[..] == ["HGETALL", "k:progress"]),
+            "no HGETALL among {} commands",
+            look.len()
+        );
+        let redis_now = s.redis_now();
+        let progress = array(&[
+            bulk("slow"),
+            bulk(&format!("9-99 {redis_now}")),
+            bulk("dead"),
+            bulk(&format!("1-0 {}", redis_now - LIVE_FOR_MS - 1)),
+            bulk("gone"),
+            bulk(&format!("1-0 {}", redis_now - GONE_FOR_MS - 1)),
+            bulk(&node),
+            bulk("9-2499 0"),
+        ]);
+        // (MULTI's answers come first on the writer: give them, then the progress.)
+        let ids: Vec<String> = (0..max).map(|i| bulk(&format!("10-{i}"))).collect();
+        answer(
+            &mut s,
+            Role::Writer,
+            &format!("+OK\r\n{queued}{}", array(&ids)),
+            now,
+        );
+        answer(&mut s, Role::Writer, &progress, now);
+        assert_eq!(
+            s.slowest,
+            Some(StreamId { ms: 9, seq: 99 }),
+            "the dead node is not waited for"
+        );
+        assert_eq!(
+            s.lag(),
+            2 * max - 100,
+            "own: 2,500 unread; the slow node: 2,400 + 2,500"
+        );
+        assert!(!s.accepts());
+        assert_eq!(
+            commands(&mut s, Role::Writer)[0],
+            ["HDEL", "k:progress", "gone"]
+        );
+        // Once this node and the slow one have read everything, stdin goes on.
+        let later = now + PROGRESS_EVERY;
+        let entries: Vec<String> = (0..max)
+            .map(|i| {
+                let o = format!("{node}:{}", max + i + 1);
+                stream_entry(&format!("10-{i}"), &["d", "y", "o", &o])
+            })
+            .collect();
+        answer(
+            &mut s,
+            Role::Reader,
+            &array(&[array(&[bulk("k"), array(&entries)])]),
+            later,
+        );
+        assert_eq!(
+            s.lag(),
+            2 * max - 100,
+            "the slow node has not said it read them"
+        );
+        s.flush(later, true);
+        let look = commands(&mut s, Role::Writer);
+        assert_eq!(look.last().unwrap()[..], ["HGETALL", "k:progress"]);
+        let caught_up = array(&[bulk("slow"), bulk(&format!("10-2499 {redis_now}"))]);
+        // (After the answers to HDEL, and to HSET: this node has read on since.)
+        assert_eq!(look[0][..2], ["HSET", "k:progress"]);
+        answer(
+            &mut s,
+            Role::Writer,
+            &format!(":1\r\n:0\r\n{caught_up}"),
+            later,
+        );
+        assert_eq!(s.lag(), 0);
+        assert!(s.accepts());
     }
 
     #[test]
