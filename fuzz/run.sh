@@ -23,7 +23,7 @@ if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
 fi
 cd "$(dirname "$0")"
 
-targets="${FUZZ_TARGETS:-frame_header message_assembler handshake connection chat_commands ws_url resume_message deflate_offer inflate_message}"
+targets="${FUZZ_TARGETS:-frame_header message_assembler handshake connection chat_commands ws_url resume_message deflate_offer inflate_message redis_reply redis_session}"
 sanitizer="${FUZZ_SANITIZER:-none}"
 build_dir=()
 if [ "$sanitizer" != none ]; then

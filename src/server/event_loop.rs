@@ -618,9 +618,14 @@ impl Server {
         }
         let response = match route {
             Route::Upgrade { path, upgrade } => {
-                let leased = self.backplane.as_mut().and_then(|b| b.session.next_id());
-                let id = leased.unwrap_or(self.next_id);
-                self.next_id = self.next_id.max(id) + 1;
+                let id = match &mut self.backplane {
+                    // Leased from Redis: unique across the cluster.
+                    Some(backplane) => backplane.session.next_id(),
+                    None => {
+                        self.next_id += 1;
+                        self.next_id - 1
+                    }
+                };
                 self.open += 1;
                 self.metrics.opened(path);
                 let peer = &mut self.peers[key];

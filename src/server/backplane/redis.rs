@@ -319,6 +319,11 @@ fn parse_authority(authority: &str) -> Result<(String, u16), String> {
                 "the IPv6 address in redis://{authority} has no closing ']'"
             ));
         };
+        if !host.is_empty() && host.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(format!(
+                "{host:?} in redis://{authority} is not an IPv6 address (only those go in brackets)"
+            ));
+        }
         match after.strip_prefix(':') {
             Some(port) => (host, Some(port)),
             None if after.is_empty() => (host, None),
@@ -657,6 +662,7 @@ mod tests {
         redis://::1             an IPv6 address goes in brackets: redis://[::1]
         redis://[::1            the IPv6 address in redis://[::1 has no closing ']'
         redis://[::1]x          unexpected \"x\" after the IPv6 address in redis://[::1]x
+        redis://[db1]:6379      \"db1\" in redis://[db1]:6379 is not an IPv6 address (only those go in brackets)
         redis://:p%4@h          the password in the Redis URL has a bad %-escape
         redis://:p%zz@h         the password in the Redis URL has a bad %-escape
         redis://:%ff@h          the password in the Redis URL has a bad %-escape or is not UTF-8

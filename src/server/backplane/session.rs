@@ -237,6 +237,8 @@ pub struct Session {
     leasing: bool,
     /// The warning that ids are not leased has been logged (since the last lease).
     warned_ids: bool,
+    /// The highest connection id this node has given out.
+    highest_id: u64,
     /// Entries appended (confirmed by Redis), for `/metrics`.
     pub appended: u64,
     /// Entries read from the streams.
@@ -300,6 +302,7 @@ impl Session {
             spare: None,
             leasing: false,
             warned_ids: false,
+            highest_id: 0,
             appended: 0,
             read: 0,
             skipped: 0,
@@ -330,7 +333,8 @@ impl Session {
     /// How many of this node's broadcasts are appended but not yet read back by this
     /// node, or by the slowest other live node: the larger.
     pub fn lag(&self) -> u64 {
-        let own = self.next_feed_seq - 1 - self.own_read;
+        // (Saturating: a Redis that forges this node's origin must not wrap it.)
+        let own = (self.next_feed_seq - 1).saturating_sub(self.own_read);
         let others = match self.slowest {
             None => 0,
             Some(slowest) => {
@@ -368,24 +372,33 @@ impl Session {
     }
 
     /// The next connection id: from the block leased from Redis, so unique across the
-    /// cluster (`None` when no block is left: the caller counts on its own).
-    pub fn next_id(&mut self) -> Option<u64> {
-        if self.ids.0 >= self.ids.1 {
-            let Some(block) = self.spare.take() else {
-                if !self.warned_ids {
-                    self.warned_ids = true;
-                    warn!(
-                        "backplane: no connection ids leased from Redis yet: until it answers, \
-                         this node's ids may repeat another node's"
-                    );
-                }
-                return None;
-            };
-            self.ids = block;
+    /// cluster; never one this node has given out before, even if Redis lost the counter
+    /// (a restart without persistence) and leases a block again. With no block left
+    /// (Redis has not answered yet), the next number after the highest so far, with a
+    /// warning: it may repeat another node's.
+    pub fn next_id(&mut self) -> u64 {
+        loop {
+            if self.ids.0 >= self.ids.1 {
+                let Some(block) = self.spare.take() else {
+                    if !self.warned_ids {
+                        self.warned_ids = true;
+                        warn!(
+                            "backplane: no connection ids leased from Redis yet: until it \
+                             answers, this node's ids may repeat another node's"
+                        );
+                    }
+                    self.highest_id += 1;
+                    return self.highest_id;
+                };
+                self.ids = block;
+            }
+            let id = self.ids.0;
+            self.ids.0 += 1;
+            if id > self.highest_id {
+                self.highest_id = id;
+                return id;
+            }
         }
-        let id = self.ids.0;
-        self.ids.0 += 1;
-        Some(id)
     }
 
     /// Queues one broadcast message (a stdin line or a POST body); returns its sequence
@@ -1214,7 +1227,7 @@ mod tests {
     fn the_first_connection_greets_positions_and_leases() {
         let now = later_than_new();
         let mut s = up(now);
-        assert_eq!((s.next_id(), s.next_id()), (Some(1), Some(2)));
+        assert_eq!((s.next_id(), s.next_id()), (1, 2));
         // The reader starts after the position TIME gave: no line older than this node.
         s.flush(now, true);
         let read = commands(&mut s, Role::Reader);
@@ -1229,6 +1242,19 @@ mod tests {
         // Not while an XREAD is out, nor when the clients are behind.
         s.flush(now, true);
         assert!(commands(&mut s, Role::Reader).is_empty());
+    }
+
+    #[test]
+    fn an_id_is_never_given_out_twice_even_if_redis_leases_a_block_again() {
+        let now = later_than_new();
+        let mut s = up(now);
+        assert_eq!([s.next_id(), s.next_id(), s.next_id()], [1, 2, 3]);
+        // Redis restarted without its data: INCRBY <key>:ids 1024 answers 1024 again.
+        s.ids = (1, 1025);
+        assert_eq!(s.next_id(), 4);
+        // No block at all (Redis never answered): on from the highest, not from 1.
+        s.ids = (0, 0);
+        assert_eq!(s.next_id(), 5);
     }
 
     #[test]
