@@ -227,6 +227,8 @@ pub struct Conn {
     pub lost: u64,
     /// Finished (fan-out: saw the END line).
     pub done: bool,
+    /// Lines whose number was not the one after the previous line's (fan-out --order).
+    pub order_errors: u64,
     /// The code of the server's Close frame, once one arrived (§7.1.5).
     pub close_code: Option<u16>,
 }
@@ -384,6 +386,7 @@ impl Driver {
             count: 0,
             lost: 0,
             done: false,
+            order_errors: 0,
             close_code: None,
         });
         self.pending += 1;

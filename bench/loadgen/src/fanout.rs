@@ -18,6 +18,13 @@
 //! `inflate_failed`, and its lines as lost). `wire_bytes` is then what the server wrote,
 //! compressed, and `bytes` what the clients read after inflating. The feeder's JSON
 //! corpus (`feed --corpus json`) has its `seq` and `ns` at the head of each object.
+//!
+//! With `--order` (bench/redis.sh) every client's order is checked strictly: each line's
+//! number must be exactly one more than the previous line's (the first: 0), so a repeat,
+//! a line out of order and a gap each count (`repeats`, `gaps`); `clients_exact` counts
+//! the clients that saw `END n` after exactly lines 0..n-1 in order, and `first_wall_ns`
+//! / `last_wall_ns` are the wall-clock times of the first and last line delivered (to
+//! compare two nodes' fan-outs of one feed). Without it nothing changes.
 
 use std::io::{self, Write};
 use std::time::{Duration, Instant};
@@ -44,6 +51,8 @@ pub struct Args {
     pub resume: bool,
     /// Offer permessage-deflate and inflate what arrives compressed.
     pub deflate: bool,
+    /// Check every client's order strictly and report wall-clock first/last deliveries.
+    pub order: bool,
 }
 
 struct Fanout {
@@ -73,6 +82,15 @@ struct Fanout {
     compressed: u64,
     /// Clients whose inflater failed (a window out of step with the server's stream).
     inflate_failed: usize,
+    /// `--order`: the strict check is on.
+    order: bool,
+    /// Deliveries whose number was below the next expected (a repeat or out of order).
+    repeats: u64,
+    /// Deliveries whose number skipped ahead of the next expected.
+    gaps: u64,
+    /// Wall-clock nanoseconds of the first and last line delivered.
+    first_wall: Option<u64>,
+    last_wall: u64,
 }
 
 /// Parses `<seq> <nanos> ...` or `END <n>` from the head of a line.
@@ -165,6 +183,18 @@ impl Handler for Fanout {
                 self.compressed += u64::from(frame.compressed);
                 self.max_len = self.max_len.max(frame.len);
                 conn.count += 1;
+                if self.order {
+                    self.first_wall.get_or_insert(now.wall_ns);
+                    self.last_wall = now.wall_ns;
+                    if seq != conn.next_seq {
+                        conn.order_errors += 1;
+                        if seq < conn.next_seq {
+                            self.repeats += 1;
+                        } else {
+                            self.gaps += 1;
+                        }
+                    }
+                }
                 if seq > conn.next_seq {
                     conn.lost += seq - conn.next_seq;
                 }
@@ -239,6 +269,11 @@ pub fn run(args: Args) -> io::Result<()> {
         resume: args.resume,
         compressed: 0,
         inflate_failed: 0,
+        order: args.order,
+        repeats: 0,
+        gaps: 0,
+        first_wall: None,
+        last_wall: 0,
     };
     let mut started = 0;
     let begin = Instant::now();
@@ -360,6 +395,23 @@ pub fn run(args: Args) -> io::Result<()> {
         .add_f("rate", rate)
         .add_cpu(h.deliveries, secs, server_cpu, own_cpu)
         .add_latency(&h.latency);
+    if args.order {
+        // Clients that saw END n after exactly the lines 0..n-1, each once, in order.
+        let exact = d
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.done && c.order_errors == 0 && c.count == lines && c.next_seq == lines
+            })
+            .count();
+        report
+            .add("order", 1)
+            .add("repeats", h.repeats)
+            .add("gaps", h.gaps)
+            .add("clients_exact", exact)
+            .add("first_wall_ns", h.first_wall.unwrap_or(0))
+            .add("last_wall_ns", h.last_wall);
+    }
     report.print();
     Ok(())
 }

@@ -87,6 +87,11 @@ enum Cmd {
         /// compressed, one inflater per client kept across messages.
         #[arg(long)]
         deflate: bool,
+        /// Check each client's order strictly (every line's number one more than the
+        /// previous line's: repeats, lines out of order and gaps are counted) and report
+        /// the wall-clock times of the first and last delivery (bench/redis.sh).
+        #[arg(long)]
+        order: bool,
     },
     /// Open N resuming clients at once (`wscast.resume`, `?since=ID`); each must get the
     /// status and exactly `expect` messages. Reports the time until all have them.
@@ -220,6 +225,7 @@ fn main() -> ExitCode {
             spin,
             resume,
             deflate,
+            order,
         } => target(&url).map(|target| {
             fanout::run(fanout::Args {
                 target,
@@ -232,6 +238,7 @@ fn main() -> ExitCode {
                 spin,
                 resume,
                 deflate,
+                order,
             })
         }),
         Cmd::Resume {
