@@ -324,8 +324,8 @@ impl Session {
     ///
     /// Back-pressure across the cluster: a node that falls more than the stream's cap
     /// behind loses what is trimmed meanwhile, so an appender stops reading its stdin
-    /// while its own lines not yet read by itself, or by the slowest live node, reach
-    /// half the cap ([`Session::lag`]). Every node says how far it has read (`HSET
+    /// while its own lines not yet read by itself, or by the slowest live node, reach a
+    /// quarter of the cap ([`Session::lag`]). Every node says how far it has read (`HSET
     /// <key>:progress`), and appenders look (`HGETALL`) once an eighth of the cap is in flight.
     pub fn accepts(&self) -> bool {
         self.is_up()
