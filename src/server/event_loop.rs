@@ -1023,14 +1023,9 @@ impl Server {
             match event {
                 backplane::Event::Feed(entries) => self.deliver_feed(entries),
                 backplane::Event::History(entries) => {
-                    let mut frames = Frames::new();
-                    let mut ids = Vec::with_capacity(entries.len());
-                    for (id, payload) in &entries {
-                        feed::push_message(&mut frames, payload);
-                        ids.push(*id);
-                    }
+                    let (frames, ids) = frame_entries(&entries);
                     if !ids.is_empty() {
-                        self.history.record_streamed(&frames.share(), false, &ids);
+                        self.history.record_streamed(&frames, false, &ids);
                         info!(
                             "backplane: {} message(s) of the stream kept for resuming clients",
                             ids.len()
@@ -1064,13 +1059,8 @@ impl Server {
     /// Broadcast messages read back from the stream: one batch to the hub, with their
     /// stream ids; then the POSTs among them are answered and parked resumes retried.
     fn deliver_feed(&mut self, entries: Vec<backplane::FeedEntry>) {
-        let mut frames = Frames::new();
-        let mut ids = Vec::with_capacity(entries.len());
-        for entry in &entries {
-            feed::push_message(&mut frames, &entry.payload);
-            ids.push(entry.id);
-        }
-        let n = self.publish(&frames.share(), Source::Backplane, Some(&ids));
+        let (frames, ids) = frame_entries(&entries);
+        let n = self.publish(&frames, Source::Backplane, Some(&ids));
         for seq in entries.iter().filter_map(|e| e.post) {
             if let Some(key) = self.held_posts.remove(&seq) {
                 if let Some(peer) = self.peers.get_mut(key) {
@@ -1527,6 +1517,15 @@ impl Server {
         drop(peer);
         self.accept_retry |= self.accept_blocked;
     }
+}
+
+/// Entries read from the stream as one batch of broadcast frames, and their stream ids.
+fn frame_entries(entries: &[backplane::FeedEntry]) -> (Shared, Vec<StreamId>) {
+    let mut frames = Frames::new();
+    for entry in entries {
+        feed::push_message(&mut frames, &entry.payload);
+    }
+    (frames.share(), entries.iter().map(|e| e.id).collect())
 }
 
 /// How a resuming connection's log line ends.

@@ -211,16 +211,19 @@ impl Backplane {
         }
     }
 
+    /// A link's socket and its wire, while it has both.
+    fn parts(&mut self, role: Role) -> Option<(&mut Socket, &mut session::Wire)> {
+        let socket = match role {
+            Role::Writer => self.writer.as_mut(),
+            Role::Reader => self.reader.as_mut(),
+        };
+        Some((socket?, self.session.wire(role)?))
+    }
+
     /// Writes a wire's output until it is empty or the kernel is full; `WRITABLE`
     /// interest is registered only while output waits (mio's rule).
     fn write(&mut self, registry: &Registry, role: Role) -> Result<(), String> {
-        let (Some(socket), Some(wire)) = (
-            match role {
-                Role::Writer => self.writer.as_mut(),
-                Role::Reader => self.reader.as_mut(),
-            },
-            self.session.wire(role),
-        ) else {
+        let Some((socket, wire)) = self.parts(role) else {
             return Ok(());
         };
         if !wire.is_connected() {
@@ -258,13 +261,7 @@ impl Backplane {
     /// Reads until the socket is drained, into the wire's input; returns whether Redis
     /// closed the connection.
     fn read(&mut self, role: Role) -> Result<bool, String> {
-        let (Some(socket), Some(wire)) = (
-            match role {
-                Role::Writer => self.writer.as_mut(),
-                Role::Reader => self.reader.as_mut(),
-            },
-            self.session.wire(role),
-        ) else {
+        let Some((socket, wire)) = self.parts(role) else {
             return Ok(false);
         };
         let input = &mut wire.input;

@@ -69,7 +69,7 @@ pub struct FeedEntry {
 pub enum Event {
     /// The newest `--history` entries, oldest first, at the first connection: they fill
     /// the history and are not sent to anyone.
-    History(Vec<(StreamId, Vec<u8>)>),
+    History(Vec<FeedEntry>),
     /// Broadcast messages to deliver, in stream order.
     Feed(Vec<FeedEntry>),
     /// A chat text for these recipients on this node.
@@ -668,8 +668,13 @@ impl Session {
                 let mut history = Vec::with_capacity(entries.len());
                 for entry in entries.into_iter().rev() {
                     self.note_origin(true, &entry);
+                    let id = entry.id;
                     if let Some(payload) = take_field(entry.fields, b"d") {
-                        history.push((entry.id, payload));
+                        history.push(FeedEntry {
+                            id,
+                            payload,
+                            post: None,
+                        });
                     }
                 }
                 out.push(Event::History(history));
